@@ -1,0 +1,174 @@
+"""Synthetic training/evaluation samples: real motion, random body, virtual camera, detector-like 2D.
+
+The WHAM / VideoPose3D recipe, vectorized over a batch of windows. Every random draw comes from one
+`np.random.Generator`, so a seed fixes a sample exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..body import BuiltinBody
+from ..camera import bbox_from_keypoints, normalize_keypoints
+from ..skeleton import FOOT_KEYPOINT_IDS
+from .detector_noise import corrupt_keypoints
+from .motion_bank import MotionWindows
+from .virtual_camera import angular_velocity_6d, sample_camera_track
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    fps: float = 30.0
+    moving_prob: float = 0.75
+    random_yaw: bool = True
+    random_betas: float = 0.8           # probability of replacing the clip's betas by random ones
+    noise: float = 1.0                  # detector noise strength (0 = clean keypoints)
+    contact_speed: float = 0.25         # m/s: a foot point slower than this ...
+    contact_height: float = 0.08        # m above the window's lowest foot point ... is in contact
+    bbox_scale_jitter: float = 0.06
+    bbox_shift_jitter: float = 0.03
+
+
+def _yaw(angle: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(angle), torch.sin(angle)
+    o, z = torch.ones_like(angle), torch.zeros_like(angle)
+    return torch.stack((c, z, s, z, o, z, -s, z, c), -1).reshape(angle.shape + (3, 3))
+
+
+def _hold_forward(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """values: (B, T, D), valid: (B, T) -> each invalid frame takes the last valid one (first valid before it)."""
+    b, t = valid.shape
+    idx = torch.where(valid, torch.arange(t)[None].expand(b, t), torch.zeros_like(valid, dtype=torch.long))
+    idx = torch.cummax(idx, dim=1).values
+    first_valid = torch.argmax(valid.to(torch.int64), dim=1)                       # (B,)
+    idx = torch.where(valid[torch.arange(b)[:, None], idx], idx, first_valid[:, None].expand(b, t))
+    return torch.gather(values, 1, idx[..., None].expand(values.shape))
+
+
+class SyntheticGenerator:
+    """Turns windows of world motion into model inputs and every ground truth the losses and metrics need."""
+
+    def __init__(self, config: SynthConfig | None = None, body: BuiltinBody | None = None) -> None:
+        self.config = config or SynthConfig()
+        self.body = body or BuiltinBody()
+
+    @torch.no_grad()
+    def __call__(self, motion: MotionWindows, rng: np.random.Generator, camera: str | None = None) -> dict[str, torch.Tensor]:
+        """camera: None (random per config), "static" or "moving". Returns a dict of (B, T, ...) tensors."""
+        cfg = self.config
+        rot, trans, betas = motion.pose_rotmat.float(), motion.trans.float(), motion.betas.float()
+        b, t = rot.shape[:2]
+
+        # --- body: random proportions; the path scales with leg length so feet still meet the ground.
+        if cfg.random_betas > 0:
+            new = torch.as_tensor(rng.normal(0, 1, size=(b, 10)).clip(-2.5, 2.5), dtype=torch.float32)
+            swap = torch.as_tensor(rng.uniform(size=(b, 1)) < cfg.random_betas)
+            new_betas = torch.where(swap, new, betas)
+            ratio = self._leg_height(new_betas) / self._leg_height(betas)             # (B,)
+            trans = trans * ratio[:, None, None]
+            betas = new_betas
+        # --- random heading, and start the path at the origin (horizontally).
+        if cfg.random_yaw:
+            yaw = _yaw(torch.as_tensor(rng.uniform(0, 2 * np.pi, size=b), dtype=torch.float32))  # (B, 3, 3)
+            rot = torch.cat((yaw[:, None, None] @ rot[:, :, :1], rot[:, :, 1:]), dim=2)
+            trans = (yaw[:, None] @ trans[..., None])[..., 0]
+        trans = trans - trans[:, :1] * torch.tensor([1.0, 0.0, 1.0])
+
+        flat = lambda a: a.reshape((b * t,) + a.shape[2:])  # noqa: E731
+        world = self.body(flat(rot), betas.repeat_interleave(t, 0), flat(trans))
+        joints_w = world.joints.reshape(b, t, 24, 3)
+        kp_w = world.keypoints.reshape(b, t, 21, 3)
+        contact = self._contact_labels(kp_w[:, :, list(FOOT_KEYPOINT_IDS)])
+
+        # --- camera and projection.
+        force = None if camera is None else camera == "moving"
+        cam = sample_camera_track(rng, trans, cfg.fps, cfg.moving_prob, force_moving=force)
+        kp_c = (cam.rotation[:, :, None] @ (kp_w - cam.centre[:, :, None])[..., None])[..., 0]   # (B, T, 21, 3)
+        depth = kp_c[..., 2:3]
+        kp_px = cam.focal[:, None, None, None] * kp_c[..., :2] / depth.clamp_min(1e-3) + cam.principal[:, None, None]
+        margin = 0.1 * cam.image_size[:, None, None]
+        in_view = (depth[..., 0] > 0.2) & (kp_px > -margin).all(-1) & (kp_px < cam.image_size[:, None, None] + margin).all(-1)
+
+        person_px = (cam.focal * 1.7 / (cam.rotation[:, 0] @ (trans[:, 0] - cam.centre[:, 0])[..., None])[:, 2, 0].clamp_min(0.5))
+        if cfg.noise > 0:
+            kp_noisy, conf = corrupt_keypoints(rng, kp_px, person_px, in_view, cfg.noise)
+        else:
+            kp_noisy, conf = kp_px.clone(), in_view.float()
+        kp2d = torch.cat((kp_noisy, conf[..., None]), dim=-1)                         # (B, T, 21, 3)
+
+        bbox = bbox_from_keypoints(kp2d)                                                # (B, T, 3)
+        valid = torch.isfinite(bbox).all(-1)
+        bbox = self._jitter_bbox(rng, bbox)
+        bbox = _hold_forward(bbox, valid)
+        bbox = torch.nan_to_num(bbox, nan=1.0)
+        principal = cam.principal[:, None].expand(b, t, 2)
+        focal = cam.focal[:, None].expand(b, t)
+        x = normalize_keypoints(kp2d, bbox, focal, principal)
+        x = torch.nan_to_num(x)
+
+        pelvis_c = (cam.rotation @ (trans - cam.centre)[..., None])[..., 0]           # (B, T, 3)
+        cam_root = cam.rotation @ rot[:, :, 0]
+        rel_c = (cam.rotation[:, :, None] @ (joints_w - trans[:, :, None])[..., None])[..., 0]
+        kp_rel_c = (cam.rotation[:, :, None] @ (kp_w - trans[:, :, None])[..., None])[..., 0]
+        half = bbox[..., 2:3, None] / 2
+        kp_clean_norm = (kp_px - bbox[..., None, :2]) / half
+
+        # Canonical world frame: Y up, Z towards the first camera (on the ground), X = its right; origin at the start.
+        fwd = cam.rotation[:, 0, 2] * torch.tensor([1.0, 0.0, 1.0])
+        z_axis = -fwd / fwd.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        y_axis = torch.tensor([0.0, 1.0, 0.0]).expand_as(z_axis)
+        canon = torch.stack((torch.linalg.cross(y_axis, z_axis), y_axis, z_axis), dim=-2)[:, None]  # (B, 1, 3, 3)
+        root_world = canon @ rot[:, :, 0]
+        trans_world = (canon @ trans[..., None])[..., 0]
+        joints_world = (canon[:, :, None] @ joints_w[..., None])[..., 0]
+
+        pose_cam = torch.cat((cam_root[:, :, None], rot[:, :, 1:]), dim=2)
+        return {
+            "x": x,                                          # (B, T, 66) model input
+            "omega": angular_velocity_6d(cam.rotation, cfg.fps),  # (B, T, 6) model input
+            "kp2d": kp2d,                                    # (B, T, 21, 3) noisy pixels + confidence
+            "bbox": bbox,                                    # (B, T, 3)
+            "focal": cam.focal,                              # (B,)
+            "principal": cam.principal,                      # (B, 2)
+            "image_size": cam.image_size,                    # (B, 2)
+            "camera_moving": cam.moving,                     # (B,)
+            "cam_rotation": cam.rotation,                    # (B, T, 3, 3) world(mocap) -> camera
+            "gt_pose_cam": pose_cam,                         # (B, T, 24, 3, 3) joint 0 in the camera frame
+            "gt_root_world": root_world,                     # (B, T, 3, 3) canonical world
+            "gt_betas": betas,                               # (B, 10)
+            "gt_cam_trans": pelvis_c,                        # (B, T, 3)
+            "gt_trans_world": trans_world,                   # (B, T, 3) canonical world pelvis
+            "gt_joints_world": joints_world,                 # (B, T, 24, 3) canonical world
+            "gt_joints_cam_rel": rel_c,                      # (B, T, 24, 3) camera axes, pelvis-relative
+            "gt_kp_cam_rel": kp_rel_c,                       # (B, T, 21, 3)
+            "gt_kp2d_norm": kp_clean_norm,                   # (B, T, 21, 2) clean keypoints in bbox units
+            "gt_kp_in_view": in_view,                        # (B, T, 21)
+            "gt_contact": contact,                           # (B, T, 4) float 0/1
+        }
+
+    def _leg_height(self, betas: torch.Tensor) -> torch.Tensor:
+        """Pelvis height above the lowest foot point at rest, (B,) metres."""
+        zero = torch.zeros(betas.shape[0], 24, 3)
+        kp = self.body(zero, betas).keypoints
+        return -kp[:, list(FOOT_KEYPOINT_IDS), 1].min(-1).values
+
+    def _contact_labels(self, feet: torch.Tensor) -> torch.Tensor:
+        """feet: (B, T, 4, 3) world -> (B, T, 4) 1 where the foot point is slow and near the window's floor."""
+        cfg = self.config
+        vel = torch.zeros_like(feet)
+        vel[:, 1:-1] = (feet[:, 2:] - feet[:, :-2]) / 2
+        vel[:, 0] = feet[:, 1] - feet[:, 0]
+        vel[:, -1] = feet[:, -1] - feet[:, -2]
+        speed = vel.norm(dim=-1) * cfg.fps
+        floor = feet[..., 1].amin(dim=(1, 2), keepdim=True)
+        return ((speed < cfg.contact_speed) & (feet[..., 1] - floor < cfg.contact_height)).float()
+
+    def _jitter_bbox(self, rng: np.random.Generator, bbox: torch.Tensor) -> torch.Tensor:
+        b, t = bbox.shape[:2]
+        cfg = self.config
+        f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        scale = 1 + f32(rng.normal(0, cfg.bbox_scale_jitter, size=(b, t, 1)))
+        shift = f32(rng.normal(0, cfg.bbox_shift_jitter, size=(b, t, 2))) * bbox[..., 2:3]
+        return torch.cat((bbox[..., :2] + shift, bbox[..., 2:3] * scale), dim=-1)

@@ -1,0 +1,39 @@
+"""Names and shapes of the step model's inputs, state and outputs: one table for torch, ONNX and engines.
+
+Shapes exclude the leading batch dim (number of tracked people). Everything is float32.
+"""
+from __future__ import annotations
+
+from .config import ModelConfig
+
+INPUT_NAMES: tuple[str, ...] = ("x", "omega")
+
+#: Per-frame outputs of `CausalMocap.step` (and of the ONNX graph), in order.
+OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "pose_rotmat": (24, 3, 3),      # local rotations, joint 0 = world root orientation (Y up)
+    "cam_root_rotmat": (3, 3),      # root orientation in the camera frame (OpenCV)
+    "betas": (10,),
+    "cam_wp": (3,),                 # weak-perspective (s, tx, ty) in the bbox crop
+    "cam_trans": (3,),              # pelvis position in the camera frame, metres
+    "contact": (4,),                # P(contact): L heel, L toe, R heel, R toe
+    "root_trans": (3,),             # world pelvis position, metres, Y up
+    "joints": (24, 3),              # world joint positions, metres
+    "kp3d_cam": (21, 3),            # the 21 keypoints in the camera frame, metres (for reprojection)
+}
+OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUT_SHAPES)
+
+
+def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """State carried between steps; ONNX inputs are named `<name>` and outputs `<name>_out`."""
+    return {
+        "h_motion": (config.encoder_layers, config.encoder_hidden),
+        "h_traj": (config.traj_layers, config.traj_hidden),
+        "prev_root6d": (6,),        # previous world root orientation (6D)
+        "prev_feet": (4, 3),        # previous foot points relative to the pelvis, world axes
+        "prev_trans": (3,),         # previous world pelvis position
+        "initialized": (1,),        # 0 before the first frame of a track, 1 after
+    }
+
+
+def state_output_name(name: str) -> str:
+    return f"{name}_out"

@@ -1,0 +1,178 @@
+"""Train the causal model (or the single-frame baseline) on synthetic views of real mocap.
+
+    python -m mocap.train --config cpu [--data cache/bandai] [--out runs/cpu] [--kind causal|single-frame]
+
+Resumable (re-run the same command: it continues from OUT/last.safetensors), seeded (iteration i always sees
+the same batch), checkpoints as safetensors + JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .data import load_cache
+from .data.motion_bank import MotionBank
+from .data.synth import SynthConfig, SyntheticGenerator
+from .losses import LOSS_WEIGHTS, compute_losses, total_loss
+from .metrics import pa_mpjpe
+from .model import CausalMocap, ModelConfig, save_checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    iters: int = 6000
+    batch: int = 32
+    window: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    seed: int = 0
+    val_every: int = 500
+    save_every: int = 250
+    threads: int = 2
+    model: dict = dataclasses.field(default_factory=dict)
+
+
+CONFIGS: dict[str, TrainConfig] = {
+    # Fits the 2-core reference machine in under an hour.
+    "cpu": TrainConfig(),
+    # Bigger network, longer windows, more iterations: for a GPU (device tool) run.
+    "gpu": TrainConfig(iters=60000, batch=256, window=96, lr=5e-4, threads=8,
+                       model={"encoder_hidden": 512, "decoder_hidden": 512, "traj_hidden": 256}),
+    # Minutes-long smoke run (tests, quick experiments).
+    "tiny": TrainConfig(iters=40, batch=4, window=16, val_every=20, save_every=20,
+                        model={"encoder_hidden": 32, "decoder_hidden": 32, "traj_hidden": 16}),
+}
+
+
+def _lr_at(cfg: TrainConfig, it: int) -> float:
+    warm = min(1.0, (it + 1) / 200)
+    return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(it / cfg.iters, 1.0))))
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, path: Path, it: int) -> None:
+    """Adam moments as flat safetensors (no pickle), plus the iteration number."""
+    flat: dict[str, torch.Tensor] = {"iteration": torch.tensor([it])}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            flat[f"{i}.{k}"] = torch.as_tensor(v).detach().clone().reshape(-1) if k == "step" else v.detach().contiguous()
+    save_file(flat, str(path))
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> int:
+    flat = load_file(str(path))
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in flat.items():
+        if key == "iteration":
+            continue
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return int(flat["iteration"][0])
+
+
+@torch.no_grad()
+def validate(model: CausalMocap, gen: SyntheticGenerator, bank: MotionBank, seed: int, n: int = 32, window: int = 128) -> dict:
+    """PA-MPJPE / MPJPE (mm) on a fixed set of validation windows, moving cameras."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    motion = bank.sample(rng, n, window, speed=(1.0, 1.0))
+    batch = gen(motion, rng, camera="moving")
+    out, _ = model.forward_sequence(batch["x"], batch["omega"])
+    pred = out["joints_cam_rel"].reshape(-1, 24, 3).numpy()
+    gt = batch["gt_joints_cam_rel"].reshape(-1, 24, 3).numpy()
+    model.train()
+    return {
+        "val_pa_mpjpe_mm": float(pa_mpjpe(pred, gt)),
+        "val_mpjpe_mm": float(np.linalg.norm(pred - gt, axis=-1).mean() * 1000),
+    }
+
+
+def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", minutes: float | None = None) -> Path:
+    torch.set_num_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_bank = MotionBank(load_cache(data / "train.npz"))
+    val_bank = MotionBank(load_cache(data / "val.npz"))
+    model_cfg = ModelConfig.from_dict({**cfg.model, "kind": kind})
+    torch.manual_seed(cfg.seed)
+    model = CausalMocap(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = SyntheticGenerator(SynthConfig())
+    last, last_opt = out_dir / "last.safetensors", out_dir / "last.optim.safetensors"
+    start = 0
+    if last.is_file() and last_opt.is_file():
+        model.load_state_dict(load_file(str(last)))
+        start = _load_optimizer(opt, last_opt)
+        print(f"resumed from {last} at iteration {start}")
+    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    meta = {"model_id": f"livemocap-{kind}-{out_dir.name}", "train_config": dataclasses.asdict(cfg),
+            "data": str(data), "train_frames": train_bank.frames, "val_frames": val_bank.frames}
+
+    deadline = time.monotonic() + minutes * 60 if minutes else None
+    log = open(out_dir / "log.jsonl", "a")
+    model.train()
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=f"train {kind}", dynamic_ncols=True)
+    it = start
+    for it in bar:
+        rng = np.random.default_rng([cfg.seed, it])
+        batch = gen(train_bank.sample(rng, cfg.batch, cfg.window), rng)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, it)
+        out, _ = model.forward_sequence(batch["x"], batch["omega"])
+        terms = compute_losses(out, batch)
+        loss = total_loss(terms, LOSS_WEIGHTS)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if it % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", j3d=f"{terms['joints3d'].item():.4f}")
+        record = {"it": it, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+        if (it + 1) % cfg.val_every == 0 or it + 1 == cfg.iters:
+            record.update(validate(model, gen, val_bank, cfg.seed + 1))
+            bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
+        log.write(json.dumps(record) + "\n")
+        if (it + 1) % cfg.save_every == 0:
+            save_checkpoint(model, last, {**meta, "iteration": it + 1})
+            _save_optimizer(opt, last_opt, it + 1)
+            log.flush()
+        if deadline and time.monotonic() > deadline:
+            bar.write(f"time budget of {minutes} min reached at iteration {it + 1}")
+            break
+    save_checkpoint(model, last, {**meta, "iteration": it + 1})
+    _save_optimizer(opt, last_opt, it + 1)
+    final = save_checkpoint(model, out_dir / "model.safetensors", {**meta, "iteration": it + 1})
+    log.close()
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m mocap.train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    p.add_argument("--data", type=Path, default=Path("cache/bandai"), help="folder with train.npz / val.npz")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--kind", choices=["causal", "single-frame"], default="causal")
+    p.add_argument("--iters", type=int, default=None, help="override the config's iteration count")
+    p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
+    args = p.parse_args(argv)
+    cfg = CONFIGS[args.config]
+    if args.iters:
+        cfg = dataclasses.replace(cfg, iters=args.iters)
+    out = args.out or Path("runs") / f"{args.config}-{args.kind}"
+    path = train(cfg, args.data, out, args.kind, args.minutes)
+    print(json.dumps({"checkpoint": str(path)}))
+
+
+if __name__ == "__main__":
+    main()
