@@ -54,9 +54,11 @@ CONFIGS: dict[str, TrainConfig] = {
 }
 
 
-def _lr_at(cfg: TrainConfig, it: int) -> float:
+def _lr_at(cfg: TrainConfig, it: int, time_progress: float = 0.0) -> float:
+    """Warm-up then cosine decay over whichever runs out first: iterations or the wall-time budget."""
     warm = min(1.0, (it + 1) / 200)
-    return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(it / cfg.iters, 1.0))))
+    progress = min(max(it / cfg.iters, time_progress), 1.0)
+    return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path, it: int) -> None:
@@ -119,7 +121,9 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
     meta = {"model_id": f"livemocap-{kind}-{out_dir.name}", "train_config": dataclasses.asdict(cfg),
             "data": str(data), "train_frames": train_bank.frames, "val_frames": val_bank.frames}
 
-    deadline = time.monotonic() + minutes * 60 if minutes else None
+    t_start = time.monotonic()
+    budget = minutes * 60 if minutes else None
+    deadline = t_start + budget if budget else None
     log = open(out_dir / "log.jsonl", "a")
     model.train()
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=f"train {kind}", dynamic_ncols=True)
@@ -128,7 +132,7 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
         rng = np.random.default_rng([cfg.seed, it])
         batch = gen(train_bank.sample(rng, cfg.batch, cfg.window), rng)
         for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, it)
+            group["lr"] = _lr_at(cfg, it, (time.monotonic() - t_start) / budget if budget else 0.0)
         out, _ = model.forward_sequence(batch["x"], batch["omega"])
         terms = compute_losses(out, batch)
         loss = total_loss(terms, LOSS_WEIGHTS)
@@ -164,11 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--kind", choices=["causal", "single-frame"], default="causal")
     p.add_argument("--iters", type=int, default=None, help="override the config's iteration count")
-    p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-time budget: the LR schedule anneals to it and training stops (and saves) there")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     args = p.parse_args(argv)
     cfg = CONFIGS[args.config]
     if args.iters:
         cfg = dataclasses.replace(cfg, iters=args.iters)
+    if args.threads:
+        cfg = dataclasses.replace(cfg, threads=args.threads)
     out = args.out or Path("runs") / f"{args.config}-{args.kind}"
     path = train(cfg, args.data, out, args.kind, args.minutes)
     print(json.dumps({"checkpoint": str(path)}))
