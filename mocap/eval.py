@@ -83,8 +83,12 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
     if model_kind == "optimization":
         K = np.array([[float(sample["focal"]), 0, float(sample["principal"][0])],
                       [0, float(sample["focal"]), float(sample["principal"][1])], [0, 0, 1]])
-        fit = OptimizationBaseline(K=K).fit(sample["kp2d"].numpy(), sample["bbox"].numpy())
-        pred_cam = fit["joints_cam"] - fit["cam_trans"][:, None]
+        kp2d, bbox = sample["kp2d"].numpy(), sample["bbox"].numpy()
+        usable = (kp2d[..., 2] >= 0.3).sum(-1) >= 2                    # frames the detector did not drop
+        fit = OptimizationBaseline(K=K, num_threads=1).fit(kp2d[usable], bbox[usable])
+        rel = fit["joints_cam"] - fit["cam_trans"][:, None]
+        # A dropped frame keeps the last fit (the baseline has nothing to fit there), like the live loop would.
+        pred_cam = rel[np.clip(np.cumsum(usable) - 1, 0, None)]
         return sequence_metrics(pred_cam, gt_cam)
     assert model is not None
     out = run_model_causally(model, sample)

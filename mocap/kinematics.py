@@ -13,13 +13,23 @@ def offsets_from_rest_joints(rest_joints: torch.Tensor, parents: Sequence[int]) 
     return torch.cat((rest_joints[..., :1, :], rel[..., 1:, :]), dim=-2)
 
 
+def tree_levels(parents: Sequence[int]) -> list[list[int]]:
+    """Joints grouped by depth (root first): all joints of one level can be posed with one batched matmul."""
+    depth: list[int] = []
+    for j, p in enumerate(parents):
+        if p >= j:
+            raise ValueError(f"parents must be topologically ordered (parents[{j}] = {p})")
+        depth.append(0 if p < 0 else depth[p] + 1)
+    return [[j for j, d in enumerate(depth) if d == level] for level in range(max(depth) + 1)]
+
+
 def forward_kinematics_offsets(
     local_rotmats: torch.Tensor,
     offsets: torch.Tensor,
     parents: Sequence[int],
     root_trans: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chain local rotations down a tree.
+    """Chain local rotations down a tree, one batched matmul per tree level (9 for SMPL instead of 23).
 
     local_rotmats: (B, J, 3, 3) rotation of each joint relative to its parent (joint 0: global).
     offsets: (B or 1, J, 3) joint position in its parent's frame at rest; offsets[:, 0] is the root's rest position.
@@ -27,21 +37,27 @@ def forward_kinematics_offsets(
     root_trans: (B, 3) added to every joint (world translation of the root's rest position).
     Returns joints (B, J, 3) and global_rotmats (B, J, 3, 3).
     """
-    batch = local_rotmats.shape[0]
+    batch, num = local_rotmats.shape[0], local_rotmats.shape[1]
     offsets = offsets.expand(batch, -1, -1)
-    glob: list[torch.Tensor] = []
-    pos: list[torch.Tensor] = []
-    for j, p in enumerate(parents):
-        if p < 0:
-            glob.append(local_rotmats[:, j])
-            pos.append(offsets[:, j])
-        else:
-            glob.append(glob[p] @ local_rotmats[:, j])
-            pos.append(pos[p] + (glob[p] @ offsets[:, j, :, None])[..., 0])
-    joints = torch.stack(pos, dim=1)
+    glob: list[torch.Tensor | None] = [None] * num
+    pos: list[torch.Tensor | None] = [None] * num
+    for level in tree_levels(parents):
+        if parents[level[0]] < 0:
+            for j in level:
+                glob[j] = local_rotmats[:, j]
+                pos[j] = offsets[:, j]
+            continue
+        par_rot = torch.stack([glob[parents[j]] for j in level], dim=1)          # (B, n, 3, 3)
+        par_pos = torch.stack([pos[parents[j]] for j in level], dim=1)          # (B, n, 3)
+        rot = par_rot @ local_rotmats[:, level]
+        p = par_pos + (par_rot @ offsets[:, level, :, None])[..., 0]
+        for i, j in enumerate(level):
+            glob[j] = rot[:, i]
+            pos[j] = p[:, i]
+    joints = torch.stack(pos, dim=1)  # type: ignore[arg-type]
     if root_trans is not None:
         joints = joints + root_trans[:, None, :]
-    return joints, torch.stack(glob, dim=1)
+    return joints, torch.stack(glob, dim=1)  # type: ignore[arg-type]
 
 
 def forward_kinematics(

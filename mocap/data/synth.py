@@ -172,3 +172,44 @@ class SyntheticGenerator:
         scale = 1 + f32(rng.normal(0, cfg.bbox_scale_jitter, size=(b, t, 1)))
         shift = f32(rng.normal(0, cfg.bbox_shift_jitter, size=(b, t, 2))) * bbox[..., 2:3]
         return torch.cat((bbox[..., :2] + shift, bbox[..., 2:3] * scale), dim=-1)
+
+
+def benchmark(batch: int = 64, window: int = 64, repeats: int = 10, seed: int = 0) -> dict[str, float]:
+    """Frames/s of the generator on real-shaped data (a procedural walk stands in for the cache)."""
+    import time
+
+    from ..rotations import axis_angle_to_matrix
+    from .motion_bank import MotionWindows
+
+    t = torch.arange(window, dtype=torch.float32) / 30
+    aa = torch.zeros(batch, window, 24, 3)
+    aa[:, :, 1, 0], aa[:, :, 2, 0] = 0.5 * torch.sin(6.28 * t), -0.5 * torch.sin(6.28 * t)
+    trans = torch.zeros(batch, window, 3)
+    trans[..., 1], trans[..., 2] = 0.92, t
+    motion = MotionWindows(axis_angle_to_matrix(aa), trans, torch.zeros(batch, 10))
+    gen = SyntheticGenerator()
+    rng = np.random.default_rng(seed)
+    gen(motion, rng)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gen(motion, rng)
+        times.append(time.perf_counter() - t0)
+    med = float(np.median(times))
+    return {"batch": batch, "window": window, "threads": torch.get_num_threads(),
+            "median_ms_per_batch": round(med * 1000, 2), "frames_per_s": round(batch * window / med)}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m mocap.data.synth", description="Benchmark the synthetic generator.")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(json.dumps(benchmark(args.batch, args.window, args.repeats)))
