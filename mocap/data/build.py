@@ -88,7 +88,7 @@ def build(bvh_dirs: Sequence[str | Path], out: str | Path, limit: int | None = N
         raise ValueError(f"clip names must be unique across folders (they pick the split), duplicates: {dup}")
     t0 = time.perf_counter()
     mapping_arg = None if mapping_file is None else str(mapping_file)
-    corrections = _calibrate_groups(files, preset, mapping_arg)
+    corrections = calibrate_groups(files, preset, mapping_arg)
     jobs = [(str(f), preset, mapping_arg, corrections.get(str(f))) for f in files]
     results: list[dict] = []
     bar = tqdm(total=len(jobs), desc="retarget", unit="file", disable=not progress, file=sys.stderr)
@@ -122,7 +122,7 @@ def build(bvh_dirs: Sequence[str | Path], out: str | Path, limit: int | None = N
     return meta
 
 
-def _calibrate_groups(files: list[Path], preset: str, mapping_file: str | None) -> dict[str, np.ndarray]:
+def calibrate_groups(files: list[Path], preset: str, mapping_file: str | None) -> dict[str, np.ndarray]:
     """Pooled rest corrections per skeleton (files grouped by joint names), so every clip of one skeleton maps the
     same source rotation to the same SMPL rotation. Returns {file: (24, 3, 3)}; files whose group cannot be
     calibrated are left out (they fall back to per-clip fits, or fail and are skipped)."""
