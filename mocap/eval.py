@@ -20,12 +20,14 @@ from tqdm import tqdm
 from .baselines.optimization import OptimizationBaseline
 from .body import BuiltinBody
 from .data.motion_bank import MotionWindows
+from .bvh import bvh_files as dataset_bvh_files
+from .data.build import CACHE_FPS, calibrate_groups
 from .data.splits import split_of
 from .data.synth import SynthConfig, SyntheticGenerator
 from .metrics import sequence_metrics, summarize
 from .model import CausalMocap, load_model
 from .model.checkpoint import DEFAULT_CHECKPOINT
-from .retarget import retarget_bvh
+from .retarget import resample, retarget_bvh
 from .rotations import axis_angle_to_matrix
 
 DEFAULT_SEED = 1234
@@ -38,25 +40,30 @@ _KEYS = {
 }
 
 
-def bvh_files(paths: list[Path], split: str) -> list[Path]:
-    """Files named directly are always used; directories contribute the clips of `split` ('all' = every clip)."""
+def bvh_files(paths: list[Path], split: str) -> tuple[list[Path], list[Path]]:
+    """(files to evaluate, every file seen). Files named directly are always evaluated; directories contribute
+    the clips of `split` ('all' = every clip). Every file seen calibrates the retargeting, as the dataset build does."""
     files: list[Path] = []
+    seen: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.name.lower().endswith((".bvh", ".bvh.xz")))
+            found = [Path(p) for p in dataset_bvh_files(path)]
+            seen += found
             files += [p for p in found if split == "all" or split_of(p) == split]
         elif path.is_file():
             files.append(path)
+            seen.append(path)
         else:
             raise FileNotFoundError(f"no such BVH file or directory: {path}")
     if not files:
         raise ValueError(f"no BVH files found in {', '.join(map(str, paths))} (split {split!r})")
-    return files
+    return files, sorted(set(seen))
 
 
-def synthesize_clip(path: Path, camera: str, seed: int, index: int) -> dict[str, torch.Tensor]:
-    """Retarget one clip and view it through a seeded camera (body proportions as retargeted)."""
-    res = retarget_bvh(path)
+def synthesize_clip(path: Path, camera: str, seed: int, index: int, corrections: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Retarget one clip (with the skeleton's pooled rest corrections, as in training data) and view it through a
+    seeded camera (body proportions as retargeted)."""
+    res = resample(retarget_bvh(path, corrections=corrections), CACHE_FPS)
     motion = MotionWindows(
         pose_rotmat=axis_angle_to_matrix(torch.from_numpy(res.pose_aa).float())[None],
         trans=torch.from_numpy(res.trans).float()[None],
@@ -105,7 +112,9 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
 
 def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, seed: int, split: str,
              limit: int | None = None, progress: bool = True) -> dict:
-    files = bvh_files(paths, split)[:limit]
+    files, seen = bvh_files(paths, split)
+    files = files[:limit]
+    corrections = calibrate_groups(seen, "auto", None) if len(seen) > 1 else {}
     model = None
     if model_kind != "optimization":
         ckpt = checkpoint
@@ -118,7 +127,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
     torch.set_num_threads(1)
     results, t_model, frames = [], 0.0, 0
     for i, path in enumerate(tqdm(files, desc=f"eval {model_kind}", disable=not progress, file=sys.stderr)):
-        sample = synthesize_clip(path, camera, seed, i)
+        sample = synthesize_clip(path, camera, seed, i, corrections.get(str(path)))
         t0 = time.perf_counter()
         results.append(evaluate_clip(model_kind, model, sample, body))
         t_model += time.perf_counter() - t0

@@ -14,12 +14,15 @@ from ..skeleton import FOOT_KEYPOINT_IDS
 from .config import ModelConfig
 from .encoder import FrameEncoder, MotionEncoder
 from .motion_decoder import MotionDecoder
-from .refiner import refine_and_integrate
+from .refiner import refine_and_integrate, refine_and_integrate_step
 from .state import state_shapes
 from .trajectory import TrajectoryDecoder
 
 # world_from_camera for a level camera: world Y up, world Z towards the camera, X = camera right.
 _LEVEL_CAMERA_TO_WORLD = (1.0, -1.0, -1.0)
+#: The 4 foot points (L heel, L toe, R heel, R toe) are the last 4 keypoints: a slice exports as one node.
+FOOT_SLICE = slice(FOOT_KEYPOINT_IDS[0], FOOT_KEYPOINT_IDS[-1] + 1)
+assert tuple(range(21)[FOOT_SLICE]) == FOOT_KEYPOINT_IDS
 
 
 class CausalMocap(nn.Module):
@@ -73,7 +76,7 @@ class CausalMocap(nn.Module):
         cam_to_world = root_world @ motion.pose_cam_rotmat[:, :, 0].transpose(-1, -2)   # (B, T, 3, 3)
         joints_rel = (cam_to_world[:, :, None] @ cam_joints[..., None])[..., 0]
         kp_world = (cam_to_world[:, :, None] @ cam_kp[..., None])[..., 0]
-        feet_rel = kp_world[:, :, list(FOOT_KEYPOINT_IDS)]
+        feet_rel = kp_world[:, :, FOOT_SLICE]
         contact = torch.sigmoid(motion.contact_logits)
         trans = refine_and_integrate(
             feet_rel, vel_net, contact, state["prev_feet"], state["prev_trans"], init, self.config.contact_threshold
@@ -108,11 +111,51 @@ class CausalMocap(nn.Module):
     def step(
         self, x: torch.Tensor, omega: torch.Tensor, state: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """x: (B, 66), omega: (B, 6), state from `initial_state` or the previous step -> (B, ...) outputs."""
-        seq_out, new_state = self.forward_sequence(x[:, None], omega[:, None], state)
-        from .state import OUTPUT_NAMES
+        """x: (B, 66), omega: (B, 6), state from `initial_state` or the previous step -> (B, ...) outputs.
 
-        return {name: seq_out[name][:, 0] for name in OUTPUT_NAMES}, new_state
+        The streaming graph (exported to ONNX): same weights and maths as `forward_sequence`, written without a
+        time axis so it stays small; tests check the two agree frame by frame.
+        """
+        context, h_motion = self.encoder(x[:, None], state["h_motion"])
+        context = context[:, 0]                                                        # (B, C)
+        motion = self.motion_decoder(context)
+        cam_root = motion.pose_cam_rotmat[:, 0]                                        # (B, 3, 3)
+        init = state["initialized"]
+        guess6d = matrix_to_rot6d(self._flip * cam_root)
+        prev6d = init * state["prev_root6d"] + (1.0 - init) * guess6d
+        root, root6d, vel_local, h_traj = self.trajectory(
+            context, omega, matrix_to_rot6d(cam_root), prev6d, state["h_traj"]
+        )
+        vel_net = (root @ vel_local[..., None])[..., 0]                                # (B, 3)
+        cam = self.body(motion.pose_cam_rotmat, motion.betas)
+        cam_to_world = root @ cam_root.transpose(-1, -2)
+        joints_rel = (cam_to_world[:, None] @ cam.joints[..., None])[..., 0]           # (B, 24, 3)
+        feet_rel = (cam_to_world[:, None] @ cam.keypoints[:, FOOT_SLICE, :, None])[..., 0]  # (B, 4, 3)
+        contact = torch.sigmoid(motion.contact_logits)
+        trans = refine_and_integrate_step(
+            feet_rel, vel_net, contact, state["prev_feet"], state["prev_trans"], init, self.config.contact_threshold
+        )
+        cam_trans = self._cam_trans(motion.cam_wp, x)
+        outputs = {
+            "pose_rotmat": torch.cat((root[:, None], motion.pose_cam_rotmat[:, 1:]), dim=1),
+            "cam_root_rotmat": cam_root,
+            "betas": motion.betas,
+            "cam_wp": motion.cam_wp,
+            "cam_trans": cam_trans,
+            "contact": contact,
+            "root_trans": trans,
+            "joints": joints_rel + trans[:, None],
+            "kp3d_cam": cam.keypoints + cam_trans[:, None],
+        }
+        new_state = {
+            "h_motion": h_motion,
+            "h_traj": h_traj,
+            "prev_root6d": root6d,
+            "prev_feet": feet_rel,
+            "prev_trans": trans,
+            "initialized": torch.ones_like(init),
+        }
+        return outputs, new_state
 
     @staticmethod
     def _cam_trans(cam_wp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

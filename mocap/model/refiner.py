@@ -38,3 +38,23 @@ def refine_and_integrate(
     first = initialized * (prev_trans + vel[:, 0]) + (1.0 - initialized) * start  # (B, 3)
     rest = torch.cumsum(vel[:, 1:], dim=1)                                       # (B, T-1, 3)
     return torch.cat((first[:, None], first[:, None] + rest), dim=1)
+
+
+def refine_and_integrate_step(
+    feet_rel: torch.Tensor,      # (B, 4, 3)
+    vel_net: torch.Tensor,       # (B, 3)
+    contact: torch.Tensor,       # (B, 4)
+    prev_feet: torch.Tensor,     # (B, 4, 3)
+    prev_trans: torch.Tensor,    # (B, 3)
+    initialized: torch.Tensor,   # (B, 1)
+    threshold: float,
+) -> torch.Tensor:
+    """One frame of `refine_and_integrate` (the streaming graph: no time axis, no cumsum). Returns (B, 3)."""
+    pinned = prev_feet - feet_rel                                               # (B, 4, 3)
+    w = contact_weights(contact, threshold)                                     # (B, 4)
+    vel_contact = (w[..., None] * pinned).sum(-2) / w.sum(-1, keepdim=True).clamp_min(1e-6)
+    strength = w.max(-1, keepdim=True).values
+    vel = (1.0 - strength) * vel_net + strength * vel_contact
+    height0 = -feet_rel[:, :, 1].min(-1, keepdim=True).values
+    start = torch.cat((torch.zeros_like(height0), height0, torch.zeros_like(height0)), dim=-1)
+    return initialized * (prev_trans + vel) + (1.0 - initialized) * start
