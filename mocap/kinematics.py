@@ -23,20 +23,24 @@ def tree_levels(parents: Sequence[int]) -> list[list[int]]:
     return [[j for j, d in enumerate(depth) if d == level] for level in range(max(depth) + 1)]
 
 
-def forward_kinematics_offsets(
+def _level_plan(parents: Sequence[int]) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """For each tree level: its joints, and their parents' positions in processing order; plus the permutation
+    from processing order back to joint order."""
+    levels = tree_levels(parents)
+    order = [j for level in levels for j in level]
+    where = {j: i for i, j in enumerate(order)}
+    parent_slots = [[where[parents[j]] for j in level] if parents[level[0]] >= 0 else [] for level in levels]
+    back = [where[j] for j in range(len(parents))]
+    return levels, parent_slots, back
+
+
+def _fk_eager(
     local_rotmats: torch.Tensor,
     offsets: torch.Tensor,
     parents: Sequence[int],
     root_trans: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chain local rotations down a tree, one batched matmul per tree level (9 for SMPL instead of 23).
-
-    local_rotmats: (B, J, 3, 3) rotation of each joint relative to its parent (joint 0: global).
-    offsets: (B or 1, J, 3) joint position in its parent's frame at rest; offsets[:, 0] is the root's rest position.
-    parents: J parent indices, parents[j] < j, -1 for the root.
-    root_trans: (B, 3) added to every joint (world translation of the root's rest position).
-    Returns joints (B, J, 3) and global_rotmats (B, J, 3, 3).
-    """
+    """Per-level stacks of per-joint tensors: fastest in eager torch (no index copies)."""
     batch, num = local_rotmats.shape[0], local_rotmats.shape[1]
     offsets = offsets.expand(batch, -1, -1)
     glob: list[torch.Tensor | None] = [None] * num
@@ -58,6 +62,51 @@ def forward_kinematics_offsets(
     if root_trans is not None:
         joints = joints + root_trans[:, None, :]
     return joints, torch.stack(glob, dim=1)  # type: ignore[arg-type]
+
+
+def _fk_graph(
+    local_rotmats: torch.Tensor,
+    offsets: torch.Tensor,
+    parents: Sequence[int],
+    root_trans: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One growing tensor in level order, one gather per level: the smallest exported graph."""
+    batch = local_rotmats.shape[0]
+    offsets = offsets.expand(batch, -1, -1)
+    levels, parent_slots, back = _level_plan(tuple(parents))
+    rot_all = local_rotmats[:, levels[0]]                                    # (B, n0, 3, 3) roots
+    pos_all = offsets[:, levels[0]]                                          # (B, n0, 3)
+    for level, slots in zip(levels[1:], parent_slots[1:]):
+        par_rot = rot_all[:, slots]                                          # (B, n, 3, 3)
+        rot = par_rot @ local_rotmats[:, level]
+        pos = pos_all[:, slots] + (par_rot @ offsets[:, level, :, None])[..., 0]
+        rot_all = torch.cat((rot_all, rot), dim=1)
+        pos_all = torch.cat((pos_all, pos), dim=1)
+    joints, glob = pos_all[:, back], rot_all[:, back]
+    if root_trans is not None:
+        joints = joints + root_trans[:, None, :]
+    return joints, glob
+
+
+def forward_kinematics_offsets(
+    local_rotmats: torch.Tensor,
+    offsets: torch.Tensor,
+    parents: Sequence[int],
+    root_trans: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chain local rotations down a tree, one batched matmul per tree level (9 for SMPL instead of 23).
+
+    local_rotmats: (B, J, 3, 3) rotation of each joint relative to its parent (joint 0: global).
+    offsets: (B or 1, J, 3) joint position in its parent's frame at rest; offsets[:, 0] is the root's rest position.
+    parents: J parent indices, parents[j] < j, -1 for the root.
+    root_trans: (B, 3) added to every joint (world translation of the root's rest position).
+    Returns joints (B, J, 3) and global_rotmats (B, J, 3, 3).
+
+    Two equal implementations (tested against each other): eager torch is fastest with per-joint tensors, an
+    exported ONNX graph is smallest (and ~25 % faster per step) with one gather per level.
+    """
+    fk = _fk_graph if torch.onnx.is_in_onnx_export() else _fk_eager
+    return fk(local_rotmats, offsets, parents, root_trans)
 
 
 def forward_kinematics(

@@ -303,3 +303,18 @@ def test_load_body_rejects_wrong_shapes(tmp_path: Path, smpl_files: dict[str, Pa
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"short_posedirs.npz.*posedirs"):
         load_body(path)
+
+
+def test_fk_graph_and_eager_implementations_agree() -> None:
+    """The ONNX-export FK (one gather per level) equals the eager FK (per-joint tensors)."""
+    from mocap.kinematics import _fk_eager, _fk_graph
+    from mocap.skeleton import SMPL_PARENTS
+
+    gen = torch.Generator().manual_seed(0)
+    rot = torch.linalg.qr(torch.randn(7, 24, 3, 3, generator=gen))[0]
+    offsets = torch.randn(7, 24, 3, generator=gen)
+    trans = torch.randn(7, 3, generator=gen)
+    j_eager, g_eager = _fk_eager(rot, offsets, SMPL_PARENTS, trans)
+    j_graph, g_graph = _fk_graph(rot, offsets, SMPL_PARENTS, trans)
+    assert torch.allclose(j_eager, j_graph, atol=1e-5)
+    assert torch.allclose(g_eager, g_graph, atol=1e-5)
