@@ -129,6 +129,7 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
     model.train()
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, desc=f"train {kind}", dynamic_ncols=True)
     it = start
+    skipped = 0
     for it in bar:
         rng = np.random.default_rng([cfg.seed, it])
         batch = gen(train_bank.sample(rng, cfg.batch, cfg.window), rng)
@@ -138,8 +139,16 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
         terms = compute_losses(out, batch)
         loss = total_loss(terms, LOSS_WEIGHTS)
         opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            skipped += 1  # never let one degenerate batch poison the weights
+            bar.write(f"iteration {it}: non-finite loss, batch skipped ({skipped} so far)")
+            continue
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not torch.isfinite(grad_norm):
+            skipped += 1
+            bar.write(f"iteration {it}: non-finite gradient, update skipped ({skipped} so far)")
+            continue
         opt.step()
         if it % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", j3d=f"{terms['joints3d'].item():.4f}")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..body import BuiltinBody
-from ..camera import bbox_from_keypoints, normalize_keypoints
+from ..camera import CONF_THRESHOLD, bbox_from_keypoints, normalize_keypoints
 from ..skeleton import FOOT_KEYPOINT_IDS
 from .detector_noise import corrupt_keypoints
 from .motion_bank import MotionWindows
@@ -29,6 +29,7 @@ class SynthConfig:
     contact_height: float = 0.08        # m above the window's lowest foot point ... is in contact
     bbox_scale_jitter: float = 0.06
     bbox_shift_jitter: float = 0.03
+    min_visible: int = 6                # fewer confident keypoints = no person (as the live tracker decides)
 
 
 def _yaw(angle: torch.Tensor) -> torch.Tensor:
@@ -96,6 +97,8 @@ class SyntheticGenerator:
             kp_noisy, conf = corrupt_keypoints(rng, kp_px, person_px, in_view, cfg.noise)
         else:
             kp_noisy, conf = kp_px.clone(), in_view.float()
+        too_few = (conf >= CONF_THRESHOLD).sum(-1, keepdim=True) < cfg.min_visible      # (B, T, 1)
+        conf = torch.where(too_few, conf.clamp_max(CONF_THRESHOLD * 0.5), conf)
         kp2d = torch.cat((kp_noisy, conf[..., None]), dim=-1)                         # (B, T, 21, 3)
 
         bbox = bbox_from_keypoints(kp2d)                                                # (B, T, 3)

@@ -60,6 +60,7 @@ def sample_camera_track(
     distance: tuple[float, float] = (2.0, 12.0),
     height: tuple[float, float] = (0.3, 2.5),
     force_moving: bool | None = None,
+    min_depth: float = 1.5,
 ) -> CameraTrack:
     """Random camera per window: initial pose around the person, then (maybe) smooth rotation + translation."""
     b, t = pelvis.shape[:2]
@@ -100,6 +101,13 @@ def sample_camera_track(
     roll0 = f32(np.deg2rad(rng.normal(0, 3.0, size=b)))[:, None]
     offset = _axis_rot(wobble[..., 2] + roll0, 2) @ _axis_rot(wobble[..., 1], 0) @ _axis_rot(wobble[..., 0], 1)
     rot = offset @ rot
+
+    # Keep the person in front of the camera: a window whose path comes closer than `min_depth` (or passes
+    # behind) slides the camera back along its own optical axis. Depth rises by the same amount in every frame,
+    # and the rotation (so omega) is untouched.
+    depth = (rot[..., 2, :] * (pelvis - centre)).sum(-1)                           # (B, T)
+    push = (min_depth - depth.amin(dim=1)).clamp_min(0.0)                          # (B,)
+    centre = centre - push[:, None, None] * rot[..., 2, :]
 
     sizes = _IMAGE_SIZES[rng.integers(0, len(_IMAGE_SIZES), size=b)]
     focal = np.sqrt((sizes**2).sum(-1))
