@@ -1,0 +1,354 @@
+"""The live command: camera (or video, images, URL, synthetic demo) in, SMPL pose stream out over ZeroMQ.
+
+    python run_live.py [--source auto|0|VIDEO|FOLDER|URL|synthetic] [--publish tcp://127.0.0.1:5556] ...
+    python -m stream ...            (the same command, from an installed package)
+
+With no webcam, ``--source auto`` (the default) runs the synthetic walking person through the real model path,
+so the command always shows something real. Bad arguments end with one ``error:`` line and exit status 2; the
+end of a run prints what was done (frames, drops, fps, per-stage p50/p99 ms, engine), as JSON with --json-stats.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+log = logging.getLogger("livemocap")
+
+ENGINES = ("auto", "onnxruntime", "torch", "tensorrt")
+CAMERA_MOTIONS = ("static", "visual", "gyro")
+DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
+WEBCAM_PROBE_S = 2.0
+
+
+class UsageError(Exception):
+    """A bad argument or a missing input file: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports an error as a single line (no usage dump) with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", default="auto",
+                   help="auto (webcam 0 if it delivers a frame within 2 s, else synthetic) | webcam index | video "
+                        "file | image folder | URL (rtsp://, http://) | synthetic (default: auto)")
+    p.add_argument("--engine", default="auto", choices=ENGINES, help="inference backend (default: auto)")
+    p.add_argument("--checkpoint", default="default",
+                   help="model: 'default' (shipped), a .safetensors checkpoint, a run folder, .onnx or .engine")
+    p.add_argument("--publish", default=DEFAULT_PUBLISH, metavar="ADDR",
+                   help=f"ZeroMQ PUB endpoint to bind (default: {DEFAULT_PUBLISH})")
+    p.add_argument("--wait-subscribers", type=float, default=0.0, metavar="SECONDS",
+                   help="before the first frame, wait up to SECONDS for a subscriber to connect (ZeroMQ drops "
+                        "what is published before a subscriber joins)")
+    p.add_argument("--camera-motion", choices=CAMERA_MOTIONS, default=None,
+                   help="camera rotation source: static (tripod, default), visual (optical flow), gyro (--gyro)")
+    p.add_argument("--gyro", default=None, metavar="ADDR|CSV",
+                   help="gyro samples: tcp://HOST:PORT (ZeroMQ), udp://HOST:PORT, or a CSV file t,wx,wy,wz "
+                        "(t = seconds of video time, 0 at the first frame; rad/s in the camera frame)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames read")
+    p.add_argument("--lost-reset-frames", type=int, default=15, metavar="N",
+                   help="frames without the person before the model memory restarts (default: 15)")
+    p.add_argument("--preview", action="store_true", help="show an OpenCV window with the skeleton overlay")
+    p.add_argument("--record", default=None, metavar="FILE",
+                   help="also write every published message to FILE (JSON Lines; read with python -m stream.recorder)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
+                      help="video files, folders and synthetic: play at their fps, skipping frames when behind "
+                           "(default)")
+    pace.add_argument("--fast", dest="realtime", action="store_false",
+                      help="video files, folders and synthetic: every frame, as fast as possible")
+    p.add_argument("--json-stats", action="store_true", help="print the end-of-run summary as JSON on stdout")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------- sources
+def _is_url(spec: str) -> bool:
+    return "://" in spec
+
+
+def probe_webcam(index: int = 0, timeout: float = WEBCAM_PROBE_S) -> Any | None:
+    """An open OpenCVSource on webcam ``index`` if it delivers a frame within ``timeout`` s, else None."""
+    import cv2
+
+    from stream.sources import OpenCVSource
+
+    previous = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent: "can't open camera by index" is the expected answer on most servers
+    try:
+        src = OpenCVSource(index, retry_delay=0.5, max_retry_delay=1.0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if src.read(timeout=0.1) is not None:
+                return src
+        src.close()
+        return None
+    except Exception as exc:  # a broken camera driver is "no webcam", not a crash
+        log.debug("webcam probe failed: %s", exc)
+        return None
+    finally:
+        cv2.setLogLevel(previous)
+
+
+def open_source(spec: str, realtime: bool) -> tuple[Any, str, str]:
+    """(source, kind, clock) for a --source value; kind is webcam|url|video|folder|synthetic."""
+    from stream.sources import ImageFolderSource, OpenCVSource, SyntheticSource
+
+    spec = spec.strip()
+    if spec == "auto":
+        src = probe_webcam(0)
+        if src is not None:
+            log.info("source auto: webcam 0 delivers frames")
+            return src, "webcam", "capture"
+        log.warning("source auto: no webcam delivered a frame within %.0f s; using the synthetic source", WEBCAM_PROBE_S)
+        return SyntheticSource(realtime=realtime), "synthetic", "media"
+    if spec.lower() == "synthetic":
+        return SyntheticSource(realtime=realtime), "synthetic", "media"
+    if spec.isdigit():
+        return OpenCVSource(int(spec)), "webcam", "capture"
+    if _is_url(spec):
+        return OpenCVSource(spec), "url", "capture"
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            return ImageFolderSource(path, realtime=realtime), "folder", "media"
+        if path.is_file():
+            return OpenCVSource(path, realtime=realtime), "video", "media"
+    except (OSError, ValueError) as exc:  # an empty folder, a file OpenCV cannot decode
+        raise UsageError(f"--source: {exc}") from None
+    raise UsageError(f"--source {spec!r}: neither a file nor a folder")
+
+
+def check_source_spec(spec: str) -> None:
+    """Fail fast (before any model loads) on a --source that names a missing file or folder."""
+    spec = spec.strip()
+    if spec in ("auto",) or spec.lower() == "synthetic" or spec.isdigit() or _is_url(spec):
+        return
+    if not Path(spec).expanduser().exists():
+        raise UsageError(f"--source {spec!r}: no such file or folder (expected auto, synthetic, a webcam index, "
+                         "a video file, an image folder or a URL)")
+
+
+def camera_motion_spec(kind: str | None, gyro: str | None) -> str:
+    """--camera-motion / --gyro -> a `make_camera_motion` spec string; UsageError for inconsistent flags."""
+    if gyro is None:
+        if kind == "gyro":
+            raise UsageError("--camera-motion gyro needs --gyro ADDR|CSV (tcp://HOST:PORT, udp://HOST:PORT or a CSV)")
+        return kind or "static"
+    if kind not in (None, "gyro"):
+        raise UsageError(f"--gyro is only used with --camera-motion gyro, not {kind}")
+    if gyro.startswith(("tcp://", "ipc://", "inproc://")):
+        return f"gyro:zmq:{gyro}"
+    if gyro.startswith("udp://"):
+        host, _, port = gyro[len("udp://"):].rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--gyro {gyro!r}: expected udp://HOST:PORT")
+        return f"gyro:udp:{host}:{port}"
+    if _is_url(gyro):
+        raise UsageError(f"--gyro {gyro!r}: unsupported scheme (use tcp://, ipc://, udp:// or a CSV file)")
+    if not Path(gyro).expanduser().is_file():
+        raise UsageError(f"--gyro {gyro!r}: gyro CSV not found")
+    return f"gyro:csv:{Path(gyro).expanduser()}"
+
+
+def wait_for_subscriber(publisher: Any, timeout: float) -> bool:
+    """Block until a subscriber has connected to ``publisher`` (or ``timeout`` s); True if one did.
+
+    Uses a ZeroMQ socket monitor on the publisher's socket; the subscription itself follows the connection
+    within a round trip, hence the short grace period after it.
+    """
+    import zmq
+
+    sock = getattr(publisher, "_sock", None)  # stream.publisher exposes no public hook for this
+    if sock is None:
+        time.sleep(timeout)
+        return False
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_ACCEPTED)
+    try:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if monitor.poll(int(left * 1000) + 1):
+                monitor.recv_multipart()
+                time.sleep(0.2)
+                return True
+        return False
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+
+
+# ---------------------------------------------------------------------------------------------------- summary
+def _fmt_ms(d: dict[str, Any]) -> str:
+    return "n/a" if d.get("p50") is None else f"{d['p50']:.1f}/{d['p99']:.1f}"
+
+
+def human_summary(stats: dict[str, Any]) -> str:
+    fps = f"{stats['fps']:.1f} fps" if stats.get("fps") else "n/a fps"
+    stages = "  ".join(f"{k} {_fmt_ms(v)}" for k, v in stats["stages_ms"].items())
+    errors = ", ".join(f"{k} {v}" for k, v in stats["errors"].items()) or "none"
+    reproj = stats["reproj_err_rel"]
+    reproj_text = "n/a" if reproj["p50"] is None else f"p50 {100 * reproj['p50']:.1f} %, p99 {100 * reproj['p99']:.1f} %"
+    s = stats["statuses"]
+    return "\n".join([
+        f"source:    {stats['source']}",
+        f"engine:    {stats['engine']} on {stats.get('device', '?')}, model {stats['model']}",
+        f"publish:   {stats.get('publish_addr', '?')}" + (f", recorded to {stats['record']}" if stats.get("record") else ""),
+        f"frames:    {stats['frames']} processed, {stats['published']} published "
+        f"(init {s['init']}, tracking {s['tracking']}, lost {s['lost']}), {stats['dropped']} dropped "
+        f"({stats['skipped_late']} skipped late), {stats['tracks']} track(s), {stats['model_inits']} model start(s)",
+        f"speed:     {fps} over {stats['elapsed_s']:.1f} s; stop: {stats['stop_reason']}",
+        f"stages ms (p50/p99): {stages}",
+        f"reprojection error / keypoint box height: {reproj_text}",
+        f"errors:    {errors}",
+    ])
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def _single_thread_torch(engine: Any) -> None:
+    """Batch-1 steps are hundreds of tiny ops: torch's intra-op threads only contend (measured 3.6 ms with one
+    thread vs 86 ms with two on a busy 2-core machine), so the torch backend runs single-threaded here."""
+    if getattr(engine, "name", "") == "torch" and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build everything from parsed arguments, run the loop, close everything; returns the stats."""
+    import zmq
+
+    import engines
+    from stream.camera_motion import make_camera_motion
+    from stream.loop import LiveLoop
+    from stream.publisher import Publisher
+    from stream.tracker import Tracker
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.lost_reset_frames < 1:
+        raise UsageError(f"--lost-reset-frames must be >= 1, got {args.lost_reset_frames}")
+    if args.wait_subscribers < 0:
+        raise UsageError(f"--wait-subscribers must be >= 0, got {args.wait_subscribers}")
+    check_source_spec(args.source)
+    motion_spec = camera_motion_spec(args.camera_motion, args.gyro)
+    checkpoint = args.checkpoint
+    if checkpoint != "default" and not Path(checkpoint).expanduser().exists():
+        raise UsageError(f"--checkpoint {checkpoint!r}: no such file or folder")
+    recorder = None
+    if args.record:
+        from stream.recorder import Recorder
+
+        try:
+            recorder = Recorder(args.record)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--record: {exc}") from None
+
+    closers: list[Any] = [recorder] if recorder else []
+    try:
+        source, kind, clock = open_source(args.source, args.realtime)
+        closers.append(source)
+        try:
+            publisher = Publisher(args.publish)
+        except (zmq.ZMQError, ValueError) as exc:
+            raise UsageError(f"--publish {args.publish!r}: cannot bind: {exc}") from None
+        closers.append(publisher)
+        try:
+            engine = engines.load(str(Path(checkpoint).expanduser()) if checkpoint != "default" else "default",
+                                  prefer=None if args.engine == "auto" else [args.engine])
+        except Exception as exc:  # EngineLoadError, or a corrupt checkpoint: one line, no traceback
+            raise UsageError(f"cannot load the model (--engine {args.engine}): {exc}") from None
+        _single_thread_torch(engine)
+        detector = None
+        if kind != "synthetic":
+            os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ start-up chatter
+            from stream.detector import MediaPipePoseDetector
+
+            try:
+                detector = MediaPipePoseDetector(input_width=640)
+            except ImportError as exc:
+                raise UsageError(str(exc)) from None
+            closers.append(detector)
+        try:
+            camera_motion = make_camera_motion(motion_spec)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--camera-motion: {exc}") from None
+        closers.append(camera_motion)
+        preview = None
+        if args.preview:
+            from stream.preview import Preview
+
+            preview = Preview()
+            closers.append(preview)
+        if args.wait_subscribers > 0:
+            joined = wait_for_subscriber(publisher, args.wait_subscribers)
+            log.info("subscriber %s", "connected" if joined else f"not seen within {args.wait_subscribers:g} s")
+
+        if motion_spec.startswith("gyro:csv:"):
+            clock = "media"  # a recorded log is timed from the start of the video, not by this host's clock
+        # The tracker gives up the id on the same frame the loop drops the model memory.
+        tracker = Tracker(max_lost=args.lost_reset_frames - 1, fps=source.fps)
+        loop = LiveLoop(source, detector, tracker, camera_motion, engine, publisher,
+                        lost_reset_frames=args.lost_reset_frames, recorder=recorder, preview=preview, clock=clock,
+                        skip_late=args.realtime and kind in ("video", "folder", "synthetic"))
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("signal %d: stopping after the current frame (again to force)", signum)
+            loop.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        log.info("running: %s -> %s (camera motion %s, engine %s on %s)", kind, publisher.endpoint, motion_spec,
+                 engine.name, engine.device)
+        try:
+            stats = loop.run(args.max_frames)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        stats.update(device=engine.device, publish_addr=publisher.endpoint, source_kind=kind,
+                     camera_motion=motion_spec, record=args.record)
+        if recorder is not None:
+            stats["recorded"], stats["record_errors"] = recorder.written, recorder.errors
+        return stats
+    finally:
+        for obj in reversed(closers):
+            try:
+                obj.close()
+            except Exception as exc:  # closing must not hide the run's result
+                log.debug("close %s: %s", type(obj).__name__, exc)
+
+
+def main(argv: list[str] | None = None, prog: str = "run_live.py") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        stats = run(args)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    if args.json_stats:
+        print(json.dumps(stats), flush=True)
+        print(human_summary(stats), file=sys.stderr)
+    else:
+        print(human_summary(stats), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m stream"))

@@ -1,0 +1,162 @@
+"""Benchmark the whole live loop on a video: sustained fps and keypoints-ready -> subscriber-received latency.
+
+    python -m stream.bench_loop --source ../shared/data/video/sports2d_demo.mp4 --frames 200 --json
+
+Frames are decoded as fast as possible and resized to ``--width`` (640) before the loop, as a 640x480-class
+webcam would deliver them; MediaPipe BlazePose detects, the engine steps, the publisher sends. A subscriber runs
+in another process (``python -m stream.subscribe --json``), so the latency includes the real socket hop and
+message decoding. Latency = subscriber ``t_receive`` - the time the person's keypoints were ready (detector and
+tracker done), matched by ``seq``; both are ``time.monotonic()``, one clock for every process on the host.
+The first ``--warmup`` frames (model and detector start-up) are left out of the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from stream.loop import FrameReport, LiveLoop, StageStats
+from stream.sources.base import Frame, Source
+
+
+
+class ResizedSource(Source):
+    """Wraps a source and downsizes its frames to ``width`` pixels wide (aspect kept; smaller frames pass)."""
+
+    def __init__(self, inner: Source, width: int) -> None:
+        super().__init__()
+        if width < 64:
+            raise ValueError(f"width must be >= 64, got {width}")
+        self.inner, self.width = inner, int(width)
+        self._fps = inner.fps
+        w, h = inner.size
+        self._size = (self.width, round(h * self.width / w)) if w > self.width else (w, h)
+
+    def read(self, timeout: float = 0.1) -> Frame | None:
+        frame = self.inner.read(timeout)
+        self.finished, self.status = self.inner.finished, self.inner.status
+        if frame is None or frame.image is None or frame.image.shape[1] <= self.width:
+            return frame
+        h, w = frame.image.shape[:2]
+        size = (self.width, round(h * self.width / w))
+        frame.image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+        self._size = size
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    s = StageStats.summarize(values)
+    return {"p50": s["p50"], "p99": s["p99"], "max": s["max"], "n": s["n"]}
+
+
+def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int
+              ) -> dict[str, Any]:
+    import engines
+    from stream.__main__ import _single_thread_torch, wait_for_subscriber
+    from stream.camera_motion import make_camera_motion
+    from stream.detector import MediaPipePoseDetector
+    from stream.publisher import Publisher
+    from stream.sources import OpenCVSource
+    from stream.tracker import Tracker
+
+    engine = engines.load(checkpoint, prefer=None if engine_name == "auto" else [engine_name])
+    _single_thread_torch(engine)
+    source = ResizedSource(OpenCVSource(source_path, realtime=False), width)
+    detector = MediaPipePoseDetector(input_width=width)
+    reports: dict[int, FrameReport] = {}
+    # The subscriber writes to a file, not a pipe: an undrained pipe would stall it and drop messages.
+    with Publisher("tcp://127.0.0.1:*", hwm=1000) as publisher, tempfile.TemporaryFile("w+") as sub_out:
+        sub = subprocess.Popen([sys.executable, "-m", "stream.subscribe", publisher.endpoint, "--json"],
+                               stdout=sub_out, stderr=subprocess.DEVNULL, text=True)
+        try:
+            if not wait_for_subscriber(publisher, 20.0):
+                raise RuntimeError("the subscriber process never connected")
+            loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
+                            engine, publisher, clock="media")
+            loop.on_frame = lambda r: reports.__setitem__(r.seq, r)
+            stats = loop.run(frames)
+            time.sleep(0.5)  # let the last messages arrive
+            sub.send_signal(signal.SIGTERM)
+            sub.wait(timeout=10)
+            sub_out.seek(0)
+            out = sub_out.read()
+        finally:
+            if sub.poll() is None:
+                sub.kill()
+            source.close()
+            detector.close()
+    lines = out.strip().splitlines()
+    received = {}
+    for line in lines[:-1]:
+        msg = json.loads(line)
+        received[msg["seq"]] = msg["t_receive"]
+    kept = sorted(seq for seq in reports if seq >= warmup)
+    t_ready = [reports[s].t_keypoints for s in kept]
+    fps = (len(kept) - 1) / (reports[kept[-1]].t_published - reports[kept[0]].t_published) if len(kept) > 1 else None
+    kp_to_rx = [(received[s] - reports[s].t_keypoints) * 1e3 for s in kept if s in received]
+    cap_to_rx = [(received[s] - reports[s].t_capture) * 1e3 for s in kept if s in received]
+    trained = str(checkpoint) == "default" or Path(checkpoint).resolve() == engines.DEFAULT_CHECKPOINT.resolve()
+    return {
+        "source": str(source_path),
+        "frames": stats["frames"],
+        "frame_size": list(source.size),
+        "warmup_frames": warmup,
+        "sustained_fps": fps,
+        "engine": engine.name,
+        "engine_device": engine.device,
+        "model": stats["model"],
+        "trained_default_model": trained,
+        "detector": f"{detector.name} at {width} px wide",
+        "published": stats["published"],
+        "received": len(received),
+        "lost": stats["lost"],
+        "latency_keypoints_to_receive_ms": _percentiles(kp_to_rx),
+        "latency_capture_to_receive_ms": _percentiles(cap_to_rx),
+        "stages_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in stats["stages_ms"].items()},
+        "measured_frames": len(t_ready),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stream.bench_loop", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", required=True, help="video file")
+    parser.add_argument("--frames", type=int, default=200, help="frames to run (default 200)")
+    parser.add_argument("--checkpoint", default="default", help="model for engines.load (default: the shipped one)")
+    parser.add_argument("--engine", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
+    parser.add_argument("--width", type=int, default=640, help="frames are resized to this width (default 640)")
+    parser.add_argument("--warmup", type=int, default=10, help="first frames left out of the figures")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = parser.parse_args(argv)
+    if not Path(args.source).is_file():
+        parser.error(f"--source {args.source!r}: no such video file")
+    if args.frames <= args.warmup + 1:
+        parser.error("--frames must exceed --warmup + 1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    result = run_bench(Path(args.source), args.frames, args.checkpoint, args.engine, args.width, args.warmup)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        lat = result["latency_keypoints_to_receive_ms"]
+        print(f"{result['sustained_fps']:.1f} fps sustained over {result['measured_frames']} frames "
+              f"({result['frame_size'][0]}x{result['frame_size'][1]}, {result['engine']}, {result['model']}); "
+              f"keypoints ready -> received: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

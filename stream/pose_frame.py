@@ -1,0 +1,99 @@
+"""Engine outputs of one person + the frame's bookkeeping -> one wire `PoseMessage` (docs/design.md, protocol v1).
+
+Kept apart from the loop so the mapping from model outputs to wire fields is in one small, testable place:
+rotation matrices become axis-angle and (x, y, z, w) quaternions here, with `mocap.rotations` (the project's
+only rotation code), and values that cannot travel (NaN, wrong shapes) are refused here rather than on the wire.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from mocap.rotations import matrix_to_axis_angle, matrix_to_quaternion
+from stream.protocol import STATUSES, PoseMessage
+
+#: Engine outputs a pose message needs, with their per-person shapes (`mocap/model/state.py` OUTPUT_SHAPES).
+REQUIRED_OUTPUTS: dict[str, tuple[int, ...]] = {
+    "pose_rotmat": (24, 3, 3),
+    "betas": (10,),
+    "root_trans": (3,),
+    "joints": (24, 3),
+    "contact": (4,),
+    "cam_trans": (3,),
+}
+
+
+def model_label(model_id: str, generation: int) -> str:
+    """The message's `model` field: model id + adaptation generation, e.g. ``default-3f2a@g0``."""
+    return f"{model_id}@g{int(generation)}"
+
+
+def person_outputs(outputs: Mapping[str, np.ndarray], index: int = 0) -> dict[str, np.ndarray]:
+    """Batch-first engine outputs -> one person's float64 arrays (checked shapes, all finite).
+
+    Raises ValueError naming the first missing, misshapen or non-finite output: a NaN pose must never be
+    published as if it were a measurement.
+    """
+    person: dict[str, np.ndarray] = {}
+    for name, shape in REQUIRED_OUTPUTS.items():
+        if name not in outputs:
+            raise ValueError(f"engine output {name!r} missing (got {sorted(outputs)})")
+        batch = np.asarray(outputs[name])
+        if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or not 0 <= index < batch.shape[0]:
+            raise ValueError(f"engine output {name!r}: expected (B, {', '.join(map(str, shape))}) with B > {index}, "
+                             f"got {batch.shape}")
+        value = batch[index].astype(np.float64)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"engine output {name!r} has non-finite values")
+        person[name] = value
+    return person
+
+
+def pose_message(
+    outputs: Mapping[str, np.ndarray],
+    *,
+    seq: int,
+    track: int,
+    t_capture: float,
+    kp2d: np.ndarray | None,
+    model: str,
+    status: str = "tracking",
+    index: int = 0,
+) -> PoseMessage:
+    """A message carrying the pose of person `index` of `outputs` (batch-first engine outputs).
+
+    kp2d: (21, 3) detected keypoints (pixels + confidence) the pose was estimated from; None = not sent.
+    status: "tracking", or "init" on the first frame of a track (the pose is valid, the model's memory is new).
+    """
+    if status not in ("tracking", "init"):
+        raise ValueError(f"a message with a pose has status 'tracking' or 'init', got {status!r}")
+    person = person_outputs(outputs, index)
+    rotmat = person["pose_rotmat"]  # (24, 3, 3) local, joint 0 = world root
+    arrays: dict[str, np.ndarray] = {
+        "pose_aa": matrix_to_axis_angle(rotmat),       # (24, 3)
+        "pose_quat": matrix_to_quaternion(rotmat),     # (24, 4) x, y, z, w
+        "betas": person["betas"],
+        "root_trans": person["root_trans"],
+        "joints": person["joints"],
+        "contact": np.clip(person["contact"], 0.0, 1.0),
+        "cam_trans": person["cam_trans"],
+    }
+    if kp2d is not None:
+        kp = np.asarray(kp2d, dtype=np.float64)
+        if kp.shape != (21, 3):
+            raise ValueError(f"kp2d must be (21, 3) pixels + confidence, got {kp.shape}")
+        arrays["kp2d"] = np.where(np.isfinite(kp), kp, 0.0)  # masked points travel as (0, 0, conf 0)
+    return PoseMessage.from_arrays(seq=seq, track=track, t_capture=t_capture, status=status, model=model, **arrays)
+
+
+def status_message(status: str, *, seq: int, track: int, t_capture: float, model: str = "") -> PoseMessage:
+    """A message without a pose: "lost" (no person / no frame) or "init" (the model is restarting)."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    if status == "tracking":
+        raise ValueError("status 'tracking' needs a pose: use pose_message")
+    return PoseMessage(seq=int(seq), track=int(track), t_capture=float(t_capture), status=status, model=model)
+
+
+__all__ = ["REQUIRED_OUTPUTS", "model_label", "person_outputs", "pose_message", "status_message"]
