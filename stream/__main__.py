@@ -162,32 +162,6 @@ def camera_motion_spec(kind: str | None, gyro: str | None) -> str:
     return f"gyro:csv:{Path(gyro).expanduser()}"
 
 
-def wait_for_subscriber(publisher: Any, timeout: float) -> bool:
-    """Block until a subscriber has connected to ``publisher`` (or ``timeout`` s); True if one did.
-
-    Uses a ZeroMQ socket monitor on the publisher's socket; the subscription itself follows the connection
-    within a round trip, hence the short grace period after it.
-    """
-    import zmq
-
-    sock = getattr(publisher, "_sock", None)  # stream.publisher exposes no public hook for this
-    if sock is None:
-        time.sleep(timeout)
-        return False
-    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_ACCEPTED)
-    try:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            if monitor.poll(int(left * 1000) + 1):
-                monitor.recv_multipart()
-                time.sleep(0.2)
-                return True
-        return False
-    finally:
-        sock.disable_monitor()
-        monitor.close(linger=0)
-
-
 # ---------------------------------------------------------------------------------------------------- summary
 def _fmt_ms(d: dict[str, Any]) -> str:
     return "n/a" if d.get("p50") is None else f"{d['p50']:.1f}/{d['p99']:.1f}"
@@ -289,7 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             preview = Preview()
             closers.append(preview)
         if args.wait_subscribers > 0:
-            joined = wait_for_subscriber(publisher, args.wait_subscribers)
+            joined = publisher.wait_for_subscriber(args.wait_subscribers)
             log.info("subscriber %s", "connected" if joined else f"not seen within {args.wait_subscribers:g} s")
 
         if motion_spec.startswith("gyro:csv:"):

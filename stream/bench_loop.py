@@ -66,7 +66,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int
               ) -> dict[str, Any]:
     import engines
-    from stream.__main__ import _single_thread_torch, wait_for_subscriber
+    from stream.__main__ import _single_thread_torch
     from stream.camera_motion import make_camera_motion
     from stream.detector import MediaPipePoseDetector
     from stream.publisher import Publisher
@@ -83,7 +83,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         sub = subprocess.Popen([sys.executable, "-m", "stream.subscribe", publisher.endpoint, "--json"],
                                stdout=sub_out, stderr=subprocess.DEVNULL, text=True)
         try:
-            if not wait_for_subscriber(publisher, 20.0):
+            if not publisher.wait_for_subscriber(20.0):
                 raise RuntimeError("the subscriber process never connected")
             loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
                             engine, publisher, clock="media")

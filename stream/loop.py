@@ -196,6 +196,7 @@ class LiveLoop:
         self._state_track: int | None = None
         self._fresh = False  # the next pose comes from a fresh state: publish it as "init"
         self._lost_run = 0
+        self._last_x: np.ndarray | None = None
         self._last_track = 0
         # bookkeeping
         self._first_seq: int | None = None
@@ -331,8 +332,15 @@ class LiveLoop:
             if self._lost_run >= self.lost_reset_frames and self._state is not None:
                 self._reset_state()
                 reset = True
+            elif self._state is not None and self._last_x is not None:
+                # A short loss is a dropped detection, as in training: step on an all-masked frame (last box)
+                # so the model's clock and trajectory keep running; nothing is published as a pose.
+                masked = self._last_x.copy()
+                masked[:63] = 0.0
+                self._step_engine(masked, omega)
         else:
             self._lost_run = 0
+            self._last_x = x
             track = int(result.track_id if result.track_id is not None else self._last_track)
             if self._state is None or result.status == "init" or track != self._state_track:
                 reset = self._state is not None
@@ -415,6 +423,7 @@ class LiveLoop:
     def _reset_state(self) -> None:
         self._state = None
         self._state_track = None
+        self._last_x = None
 
     def _step_engine(self, x: np.ndarray, omega: np.ndarray) -> dict[str, np.ndarray] | None:
         assert self._state is not None

@@ -79,6 +79,10 @@ def pose_message(
         "contact": np.clip(person["contact"], 0.0, 1.0),
         "cam_trans": person["cam_trans"],
     }
+    if "cam_root_rotmat" in outputs:
+        cam_root = np.asarray(outputs["cam_root_rotmat"])[index].astype(np.float64)  # (3, 3)
+        if np.all(np.isfinite(cam_root)):
+            arrays["cam_root_aa"] = matrix_to_axis_angle(cam_root)
     if kp2d is not None:
         kp = np.asarray(kp2d, dtype=np.float64)
         if kp.shape != (21, 3):

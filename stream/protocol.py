@@ -27,8 +27,11 @@ ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
     "contact": (4,),
     "cam_trans": (3,),
     "kp2d": (21, 3),
+    "cam_root_aa": (3,),
 }
 ARRAY_LENGTHS = {key: math.prod(shape) for key, shape in ARRAY_SHAPES.items()}
+#: Additive fields a `tracking` message may omit (publishers older than the field do not send it).
+OPTIONAL_ARRAYS = frozenset({"cam_root_aa"})
 
 
 class PoseMessage(msgspec.Struct, kw_only=True):
@@ -52,6 +55,9 @@ class PoseMessage(msgspec.Struct, kw_only=True):
     cam_trans: list[float] = msgspec.field(default_factory=list)
     kp2d: list[float] = msgspec.field(default_factory=list)
     model: str = ""
+    # Additive to v1 (readers that do not know it ignore it): root orientation in the camera frame, axis-angle,
+    # so overlays / AR can place the body in the image without solving for the camera.
+    cam_root_aa: list[float] = msgspec.field(default_factory=list)
 
     @classmethod
     def from_arrays(
@@ -99,7 +105,7 @@ def validate(msg: PoseMessage) -> PoseMessage:
             raise ValueError(f"{key} must be finite, got {getattr(msg, key)}")
     for key, length in ARRAY_LENGTHS.items():
         values = getattr(msg, key)
-        if msg.status == "tracking" and len(values) != length:
+        if msg.status == "tracking" and len(values) != length and key not in OPTIONAL_ARRAYS:
             raise ValueError(f"{key}: status 'tracking' needs {length} floats, got {len(values)}")
         if values and len(values) != length:
             raise ValueError(f"{key}: expected {length} floats (or none), got {len(values)}")

@@ -122,6 +122,26 @@ class Publisher:
         self.sent += 1
         return True
 
+    def wait_for_subscriber(self, timeout: float) -> bool:
+        """Block until a subscriber connects (or ``timeout`` s); True if one did.
+
+        PUB/SUB drops what is sent before a subscriber has joined (ZeroMQ's slow joiner), so a short recording
+        or test run can wait here first. Uses a socket monitor; the subscription follows the connection within
+        a round trip, hence the short grace period.
+        """
+        monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_ACCEPTED)
+        try:
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                if monitor.poll(int(left * 1000) + 1):
+                    monitor.recv_multipart()
+                    time.sleep(0.2)
+                    return True
+            return False
+        finally:
+            self._sock.disable_monitor()
+            monitor.close(linger=0)
+
     def close(self) -> None:
         """Close the socket without lingering; idempotent."""
         if self._auth is not None:

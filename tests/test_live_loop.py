@@ -172,7 +172,7 @@ def test_synthetic_person_reaches_a_subscriber_as_valid_pose_messages(engine: An
         validate(msg)
         arrays = msg.arrays()
         assert set(arrays) == {"pose_aa", "pose_quat", "betas", "root_trans", "joints", "contact", "cam_trans",
-                               "kp2d"}
+                               "kp2d", "cam_root_aa"}
         np.testing.assert_allclose(arrays["kp2d"], frame.keypoints, atol=1e-4)  # detected keypoints travel as-is
         assert msg.model == model_label("untrained-test", 0) == "untrained-test@g0"
         assert msg.track == 0 and msg.t_publish >= msg.t_capture

@@ -52,7 +52,7 @@ def test_round_trip_keeps_every_field_at_float32_precision() -> None:
     assert arrays["kp2d"].shape == (21, 3) and arrays["pose_aa"].dtype == np.float32
     raw = msgspec.msgpack.decode(encode(msg))  # any msgpack reader sees a plain map of the documented keys
     assert list(raw) == ["v", "seq", "track", "t_capture", "t_publish", "status", "pose_aa", "pose_quat", "betas",
-                         "root_trans", "joints", "contact", "cam_trans", "kp2d", "model"]
+                         "root_trans", "joints", "contact", "cam_trans", "kp2d", "model", "cam_root_aa"]
     assert raw["v"] == 1 and len(raw["pose_quat"]) == 96 and len(raw["kp2d"]) == 63
 
 
