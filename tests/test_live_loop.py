@@ -246,6 +246,10 @@ def test_model_state_resets_after_the_person_is_lost_for_n_frames(engine: Any,
     assert statuses[8:10] == ["lost", "lost"] and statuses[10] == "tracking"  # same person, same memory
     assert statuses[18:22] == ["lost"] * 4 and statuses[22] == "init"         # fresh memory, announced
     assert counting.initial_states == 2 and stats["model_inits"] == 2
+    # During the short gap the model kept stepping (masked frames, as in training) so its clock did not stop;
+    # during the long one it stepped until its memory was dropped (N - 1 = 3 frames).
+    tracked = sum(1 for s in statuses if s in ("init", "tracking"))
+    assert counting.steps == tracked + 2 + 3
     assert [r.seq for r in reports if r.reset] == [21]  # dropped on the N-th lost frame
     assert pub.messages[22].track != pub.messages[0].track  # the tracker gave up the id too (max_lost = N-1)
 
