@@ -350,13 +350,14 @@ class LiveLoop:
 
         tic = time.perf_counter()
         msg = self._message(frame, result, outputs, lost=x is None)
-        if outputs is not None and "kp3d_cam" in outputs and result.keypoints is not None:
-            reproj = reprojection_error(outputs["kp3d_cam"][0], result.keypoints, K)
-            if reproj is not None:
-                self._reproj.append(reproj)
         self._send(msg)
         t_published = time.monotonic()
         stages["publish"] = (time.perf_counter() - tic) * 1e3
+        if outputs is not None and "kp3d_cam" in outputs and result.keypoints is not None:
+            # Diagnostics after the send: they must not delay the subscribers.
+            reproj = reprojection_error(outputs["kp3d_cam"][0], result.keypoints, K)
+            if reproj is not None:
+                self._reproj.append(reproj)
         stages["latency"] = (t_published - frame.t_capture) * 1e3
         for stage, ms in stages.items():
             self._timings.add(stage, ms)

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-from mocap.rotations import matrix_to_axis_angle, matrix_to_quaternion
+from mocap.rotations import matrix_to_quaternion, quaternion_to_axis_angle
 from stream.protocol import STATUSES, PoseMessage
 
 #: Engine outputs a pose message needs, with their per-person shapes (`mocap/model/state.py` OUTPUT_SHAPES).
@@ -70,19 +70,21 @@ def pose_message(
         raise ValueError(f"a message with a pose has status 'tracking' or 'init', got {status!r}")
     person = person_outputs(outputs, index)
     rotmat = person["pose_rotmat"]  # (24, 3, 3) local, joint 0 = world root
+    cam_root = np.asarray(outputs["cam_root_rotmat"])[index].astype(np.float64) if "cam_root_rotmat" in outputs else None
+    with_cam = rotmat if cam_root is None or not np.all(np.isfinite(cam_root)) else np.concatenate((rotmat, cam_root[None]))
+    quat = matrix_to_quaternion(with_cam)           # one conversion for all rotations (25 or 24, 4) x, y, z, w
+    aa = quaternion_to_axis_angle(quat)
     arrays: dict[str, np.ndarray] = {
-        "pose_aa": matrix_to_axis_angle(rotmat),       # (24, 3)
-        "pose_quat": matrix_to_quaternion(rotmat),     # (24, 4) x, y, z, w
+        "pose_aa": aa[:24],                            # (24, 3)
+        "pose_quat": quat[:24],                        # (24, 4) x, y, z, w
         "betas": person["betas"],
         "root_trans": person["root_trans"],
         "joints": person["joints"],
         "contact": np.clip(person["contact"], 0.0, 1.0),
         "cam_trans": person["cam_trans"],
     }
-    if "cam_root_rotmat" in outputs:
-        cam_root = np.asarray(outputs["cam_root_rotmat"])[index].astype(np.float64)  # (3, 3)
-        if np.all(np.isfinite(cam_root)):
-            arrays["cam_root_aa"] = matrix_to_axis_angle(cam_root)
+    if len(aa) == 25:
+        arrays["cam_root_aa"] = aa[24]
     if kp2d is not None:
         kp = np.asarray(kp2d, dtype=np.float64)
         if kp.shape != (21, 3):
