@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..body import BuiltinBody
+from ..camera import cam_crop_to_full
 from ..rotations import matrix_to_rot6d
 from ..skeleton import FOOT_KEYPOINT_IDS
 from .config import ModelConfig
@@ -159,8 +160,6 @@ class CausalMocap(nn.Module):
 
     @staticmethod
     def _cam_trans(cam_wp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """CLIFF: crop weak-perspective -> full-image camera translation, from the input's bbox terms."""
-        s, tx, ty = cam_wp.unbind(-1)
-        cx, cy, size = x[..., 63], x[..., 64], x[..., 65]      # (cx-px)/f, (cy-py)/f, size/f
-        denom = (s * size).clamp_min(1e-4)
-        return torch.stack((tx + 2.0 * cx / denom, ty + 2.0 * cy / denom, 2.0 / denom), dim=-1)
+        """CLIFF crop camera -> camera-frame pelvis, from the input's bbox terms ((cx-px)/f, (cy-py)/f, size/f):
+        the pixel formula of `cam_crop_to_full` with f = 1 and the principal point at 0."""
+        return cam_crop_to_full(cam_wp, x[..., 63:66], 1.0, torch.zeros(2, dtype=x.dtype, device=x.device))
