@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mocap import builtin_body as tables
 from mocap.kinematics import forward_kinematics, forward_kinematics_offsets, offsets_from_rest_joints
 from mocap.rotations import axis_angle_to_matrix
+from mocap.safe_pickle import ChumpyStub, safe_load
 from mocap.skeleton import NUM_BETAS, NUM_JOINTS, SMPL_PARENTS
 
 SMPL_NUM_VERTICES = 6890
@@ -178,25 +179,8 @@ _SMPL_FOOT_KEYS = ("LHeel", "LBigToe", "RHeel", "RBigToe")
 _SMPL_REQUIRED = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
-class _ChumpyStub:
-    """Stands in for chumpy objects when unpickling SMPL's .pkl, so chumpy (unmaintained) need not be installed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-class _SmplUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "chumpy" or module.startswith("chumpy."):
-            return _ChumpyStub
-        return super().find_class(module, name)
-
-
 def _to_array(value: Any, key: str, path: Path) -> np.ndarray:
-    if isinstance(value, _ChumpyStub):
+    if isinstance(value, ChumpyStub):
         if not isinstance(value.state, dict) or "x" not in value.state:
             raise ValueError(f"{path}: '{key}' is a chumpy expression, not a plain array; install chumpy and re-save")
         value = value.state["x"]
@@ -213,11 +197,11 @@ def _read_smpl_file(path: Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"SMPL model file not found: {path}")
     try:
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=True) as npz:
-                raw = {k: npz[k] for k in npz.files}
+            with np.load(path, allow_pickle=False) as npz:  # object arrays would be unrestricted pickles
+                raw = {k: npz[k] for k in npz.files if k in _SMPL_REQUIRED}
         else:
             with path.open("rb") as fh:
-                raw = _SmplUnpickler(fh, encoding="latin1").load()
+                raw = safe_load(fh)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, ImportError, AttributeError,
             IndexError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a readable SMPL model file ({type(exc).__name__}: {exc})") from exc
