@@ -1,7 +1,8 @@
 """The Engine interface every backend implements (docs/architecture.md, "Engine interface").
 
 `step(inputs, state) -> (outputs, state)`: batch-first float32 numpy, batch = number of tracked people.
-Inputs are `x (B, 66)` and `omega (B, 6)`; outputs are the model's OUTPUT_NAMES; state keys are the state names
+Inputs are `x (B, W)` (W = one of `export.metadata.contract().x_widths`, the artifact says which) and
+`omega (B, 6)`; outputs are the model's OUTPUT_NAMES; state keys are the state names
 of `mocap/model/state.py` (the engine maps them to the graph's `<name>_out` outputs itself).
 `swap(weights)` replaces the weights between two steps: a step runs wholly on the old or wholly on the new ones.
 """
@@ -14,7 +15,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-INPUT_SHAPES: dict[str, tuple[int, ...]] = {"x": (66,), "omega": (6,)}
+from export.metadata import contract
+
+#: Input shapes of a contract model with the narrowest x; an artifact's own widths are in `Engine.input_shapes`.
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {"x": (contract().x_widths[0],), "omega": (contract().omega_width,)}
 
 Arrays = dict[str, np.ndarray]
 
@@ -49,6 +53,11 @@ class Engine(abc.ABC):
     @property
     @abc.abstractmethod
     def output_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Input name -> shape without the batch dim (x's width is the artifact's: see the module docstring)."""
+        return getattr(self, "_input_shapes", INPUT_SHAPES)
 
     @property
     def device(self) -> str:
@@ -88,10 +97,11 @@ class Engine(abc.ABC):
         """Validated float32 C-contiguous arrays by graph input name; ValueError names what is wrong."""
         x = inputs.get("x")
         if x is None or np.ndim(x) != 2:
-            raise ValueError(f"inputs['x'] must be (B, 66) batch-first, got {None if x is None else np.shape(x)}")
+            raise ValueError(f"inputs['x'] must be (B, {self.input_shapes['x'][0]}) batch-first, got "
+                             f"{None if x is None else np.shape(x)}")
         batch = int(np.shape(x)[0])
         feed: Arrays = {}
-        for group, expected in ((inputs, INPUT_SHAPES), (state, self.state_shapes)):
+        for group, expected in ((inputs, self.input_shapes), (state, self.state_shapes)):
             for name, shape in expected.items():
                 value = group.get(name)
                 if value is None:

@@ -13,10 +13,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from export.metadata import parse_metadata
+from export.metadata import check_step_model, parse_metadata
 
 from .base import INPUT_SHAPES, Arrays, Engine, EngineLoadError
 
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+              "tensor(int64)": "int64", "tensor(int32)": "int32"}
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 
@@ -78,10 +80,12 @@ class _Loaded:
     state_names: tuple[str, ...]            # state inputs, aligned with the state outputs after output_names
     state_shapes: dict[str, tuple[int, ...]]
     metadata: dict[str, Any]
+    input_shapes: dict[str, tuple[int, ...]]
 
     @property
     def signature(self) -> tuple:
-        return self.output_names, self.state_names, tuple(self.state_shapes.items())
+        return (self.output_names, self.state_names, tuple(self.state_shapes.items()),
+                tuple(self.input_shapes.items()))
 
 
 def _describe(source: str | Path | bytes) -> str:
@@ -117,11 +121,17 @@ def open_session(source: str | Path | bytes, providers: list[str], options: list
             "`python -m export onnx`)"
         )
     state_shapes: dict[str, tuple[int, ...]] = {}
+    input_shapes: dict[str, tuple[int, ...]] = {}
     for name, arg in inputs.items():
         dims = list(arg.shape)[1:]
         if arg.type != "tensor(float)" or not all(isinstance(d, int) for d in dims):
             raise EngineLoadError(f"{label}: input {name} is {arg.type} {arg.shape}, expected float32 (batch, ...)")
-        if name in INPUT_SHAPES:
+        if name == "x":
+            input_shapes["x"] = tuple(dims)
+            if len(dims) != 1:
+                raise EngineLoadError(f"{label}: input x is {arg.shape}, expected (batch, width)")
+        elif name in INPUT_SHAPES:
+            input_shapes[name] = tuple(dims)
             if tuple(dims) != INPUT_SHAPES[name]:
                 raise EngineLoadError(f"{label}: input {name} is {arg.shape}, expected (batch, *{INPUT_SHAPES[name]})")
         else:
@@ -130,9 +140,14 @@ def open_session(source: str | Path | bytes, providers: list[str], options: list
     if set(state_outputs) != set(state_shapes) or any(o not in outputs for o in state_outputs.values()):
         raise EngineLoadError(f"{label}: state inputs {sorted(state_shapes)} do not match the graph outputs {outputs}")
     output_names = tuple(o for o in outputs if o not in state_outputs.values())
+    described = {o.name: (tuple(o.shape)[1:], _ORT_TYPES.get(o.type, o.type)) for o in session.get_outputs()}
+    try:
+        check_step_model(meta, input_shapes["x"][0], described)
+    except ValueError as exc:
+        raise EngineLoadError(f"{label}: not the livemocap step-model contract: {exc}") from None
     state_names = tuple(state_shapes)
     run_names = list(output_names) + [state_outputs[n] for n in state_names]
-    return _Loaded(session, run_names, output_names, state_names, state_shapes, meta)
+    return _Loaded(session, run_names, output_names, state_names, state_shapes, meta, input_shapes)
 
 
 class OnnxRuntimeEngine(Engine):
@@ -165,6 +180,10 @@ class OnnxRuntimeEngine(Engine):
     @property
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return self._active.state_shapes
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self._active.input_shapes
 
     @property
     def output_names(self) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ def profile(artifact: str | Path, batch: int = 1, steps: int = 300, warmup: int 
         session = ort.InferenceSession(str(artifact), so, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
         feed = {i.name: np.zeros([batch] + list(i.shape[1:]), np.float32) for i in session.get_inputs()}
-        feed["x"] = rng.standard_normal((batch, 66)).astype(np.float32)
+        feed["x"] = rng.standard_normal(feed["x"].shape).astype(np.float32)
         for _ in range(warmup + steps):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from export.metadata import parse_metadata
+from export.metadata import check_step_model, parse_metadata
 from export.tensorrt_build import metadata_path
 from export.tensorrt_runtime import TensorRTRunner, TensorRTUnavailable
 
@@ -56,6 +56,12 @@ class TensorRTEngine(Engine):
             raise EngineLoadError(f"{self.path}: not a livemocap step engine (inputs {runner.input_names})")
         self._state_shapes = {n: runner.shapes[n] for n in self._state_outputs}
         self._output_names = tuple(o for o in runner.output_names if o not in self._state_outputs.values())
+        self._input_shapes = {n: runner.shapes[n] for n in INPUT_SHAPES}
+        try:  # TensorRTRunner already refused any binding that is not float32
+            check_step_model(self._meta, runner.shapes["x"][0] if len(runner.shapes["x"]) == 1 else -1,
+                             {n: (runner.shapes[n], "float32") for n in self._output_names})
+        except ValueError as exc:
+            raise EngineLoadError(f"{self.path}: not the livemocap step-model contract: {exc}") from None
 
     def _read_metadata(self) -> dict[str, Any]:
         path = metadata_path(self.path)

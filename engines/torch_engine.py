@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from export.metadata import build_metadata, parse_metadata
-from mocap.camera import CONF_THRESHOLD, NORMALIZED_DIM
-from mocap.model import INPUT_NAMES, OUTPUT_NAMES, CausalMocap, CheckpointError, load_model, state_shapes
+from export.metadata import build_metadata, check_step_model, parse_metadata
+from mocap.camera import CONF_THRESHOLD
+from mocap.model import INPUT_NAMES, OUTPUT_NAMES, OUTPUT_SHAPES, CausalMocap, CheckpointError, load_model, state_shapes
 from mocap.model.checkpoint import resolve_checkpoint
 from mocap.model.state import state_output_name
 
@@ -61,6 +61,11 @@ class TorchEngine(Engine):
         if self._device.type == "cuda" and not torch.cuda.is_available():
             raise EngineLoadError(f"device {self._device} requested but torch sees no CUDA GPU")
         self._model = self._load(checkpoint)
+        try:
+            check_step_model(self.metadata, self._model.config.input_dim,
+                             {n: (tuple(OUTPUT_SHAPES[n]), "float32") for n in OUTPUT_NAMES})
+        except ValueError as exc:
+            raise EngineLoadError(f"{checkpoint}: not the livemocap step-model contract: {exc}") from None
         self._use_graphs = self._device.type == "cuda" and cuda_graphs is not False
         self._graphs: dict[int, _Graph] = {}
         self._lock = threading.Lock()  # a step and the in-place part of a swap never overlap
@@ -89,8 +94,12 @@ class TorchEngine(Engine):
             model_id=self.model_id, fps=self._model.config.fps, input_names=INPUT_NAMES + names,
             state_outputs={n: state_output_name(n) for n in names},
             output_names=OUTPUT_NAMES + tuple(state_output_name(n) for n in names),
-            normalized_dim=NORMALIZED_DIM, conf_threshold=CONF_THRESHOLD,
+            normalized_dim=self._model.config.input_dim, conf_threshold=CONF_THRESHOLD,
         ))
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"x": (self._model.config.input_dim,), "omega": (6,)}
 
     @property
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -137,7 +146,7 @@ class TorchEngine(Engine):
 
     def _capture(self, batch: int) -> _Graph:
         """Record one step at this batch size (called under the lock, inside inference_mode)."""
-        static = {"x": torch.zeros(batch, NORMALIZED_DIM, device=self._device),
+        static = {"x": torch.zeros(batch, self._model.config.input_dim, device=self._device),
                   "omega": torch.zeros(batch, 6, device=self._device),
                   **self._model.initial_state(batch, self._device)}
         split = lambda s: (s["x"], s["omega"], {k: v for k, v in s.items() if k not in INPUT_NAMES})  # noqa: E731

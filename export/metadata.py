@@ -5,8 +5,13 @@ lists and maps are JSON-encoded and `parse_metadata` decodes them.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
+import math
+import re
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,7 +25,7 @@ FORMAT_VERSION = 1
 _JSON_KEYS = ("joint_names", "keypoint_names", "input_names", "state_names", "state_outputs", "output_names")
 
 INPUT_NORMALIZATION = (
-    "x (B, 66): for each of the 21 keypoints ((u - cx) / (size / 2), (v - cy) / (size / 2), visible), the two "
+    "x (B, {width}): for each of the 21 keypoints ((u - cx) / (size / 2), (v - cy) / (size / 2), visible), the two "
     "coordinates zeroed where conf < {threshold}; then ((cx - px) / f, (cy - py) / f, size / f). "
     "[cx, cy, size] is the square person box (mocap.camera.bbox_from_keypoints), f/px/py the camera intrinsics "
     "(default f = sqrt(W^2 + H^2), principal point at the image centre). omega (B, 6): camera angular velocity, "
@@ -64,7 +69,7 @@ def build_metadata(
         "fps": float(fps),
         "joint_names": list(SMPL_JOINT_NAMES),
         "keypoint_names": list(KEYPOINT_NAMES),
-        "input_normalization": INPUT_NORMALIZATION.format(threshold=conf_threshold),
+        "input_normalization": INPUT_NORMALIZATION.format(threshold=conf_threshold, width=int(normalized_dim)),
         "normalized_dim": int(normalized_dim),
         "input_names": list(input_names),
         "state_names": list(state_outputs),
@@ -102,3 +107,115 @@ def parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
             f"metadata format {out['format_version']} is newer than this livemocap understands ({FORMAT_VERSION})"
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- contract
+_MOCAP = Path(__file__).resolve().parents[1] / "mocap"
+
+
+def _literal_constants(path: Path, names: Sequence[str]) -> dict[str, Any]:
+    """Module-level ``NAME = <literal>`` (or ``NAME: T = <literal>``) values of a source file, without running it.
+
+    Why: the contract lives in ``mocap/model/state.py`` (and ``mocap/camera.py``), whose packages import torch,
+    while engines must load without torch. Reading the literals keeps one place for each fact.
+    """
+    tree = ast.parse(path.read_text(), str(path))
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) and node.value is not None else []
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in names:
+                try:
+                    found[target.id] = ast.literal_eval(node.value)  # type: ignore[arg-type]
+                except ValueError:
+                    pass  # not a literal (e.g. computed): treated as absent
+    return found
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a step model must look like for the live loop (shapes exclude the batch dim)."""
+
+    input_names: tuple[str, ...]
+    x_widths: tuple[int, ...]                  # accepted widths of x (with / without the frame-interval column)
+    omega_width: int
+    output_shapes: dict[str, tuple[int, ...]]
+    fps: float
+    keypoint_names: tuple[str, ...]
+    joint_names: tuple[str, ...]
+    conf_threshold: float
+
+
+@functools.lru_cache(maxsize=1)
+def contract() -> Contract:
+    """The step-model contract read from mocap/model/state.py and mocap/camera.py (30 fps where state.py does not
+    name REFERENCE_FPS, one x width where it names no INPUT_DIM)."""
+    state = _literal_constants(_MOCAP / "model" / "state.py", (
+        "INPUT_NAMES", "OUTPUT_SHAPES", "INPUT_DIM", "INPUT_DIM_NO_INTERVAL", "REFERENCE_FPS"))
+    camera = _literal_constants(_MOCAP / "camera.py", ("CONF_THRESHOLD",))
+    if "OUTPUT_SHAPES" not in state or "INPUT_NAMES" not in state or "CONF_THRESHOLD" not in camera:
+        raise RuntimeError("mocap/model/state.py or mocap/camera.py no longer states the contract as literals")
+    default_width = 3 * len(KEYPOINT_NAMES) + 3
+    widths = sorted({int(state.get("INPUT_DIM_NO_INTERVAL", default_width)), int(state.get("INPUT_DIM",
+                                                                                         default_width))})
+    return Contract(
+        input_names=tuple(state["INPUT_NAMES"]), x_widths=tuple(widths), omega_width=6,
+        output_shapes={k: tuple(v) for k, v in state["OUTPUT_SHAPES"].items()},
+        fps=float(state.get("REFERENCE_FPS", 30.0)), keypoint_names=tuple(KEYPOINT_NAMES),
+        joint_names=tuple(SMPL_JOINT_NAMES), conf_threshold=float(camera["CONF_THRESHOLD"]),
+    )
+
+
+_REQUIRED_KEYS = ("format_version", "model_id", "fps", "joint_names", "keypoint_names", "input_normalization",
+                  "normalized_dim")
+
+
+def _first_difference(got: Sequence[Any], want: Sequence[Any]) -> str:
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a != b:
+            return f"entry {i} is {a!r}, expected {b!r}"
+    return f"{len(got)} entries, expected {len(want)}"
+
+
+def check_step_model(meta: Mapping[str, Any], x_width: int, outputs: Mapping[str, tuple[tuple[Any, ...], str]]
+                     ) -> None:
+    """ValueError (one line, the first problem) unless an artifact meets ``contract()``.
+
+    meta: parsed metadata (``parse_metadata``); x_width: the graph's x input width; outputs: graph output name ->
+    (shape without batch, dtype name such as "float32") for the model outputs (state outputs may be included).
+    """
+    c = contract()
+    missing = [k for k in _REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"no livemocap metadata ({', '.join(missing)} missing): not exported by "
+                         "`python -m export onnx`, or stripped")
+    if not isinstance(meta["model_id"], str) or not meta["model_id"].strip():
+        raise ValueError(f"metadata model_id must be a non-empty string, got {meta['model_id']!r}")
+    for key, want in (("keypoint_names", c.keypoint_names), ("joint_names", c.joint_names)):
+        got = meta[key]
+        if not isinstance(got, list) or tuple(got) != want:
+            detail = _first_difference(got, want) if isinstance(got, list) else f"a {type(got).__name__}"
+            raise ValueError(f"metadata {key} differ from the live loop's order ({detail})")
+    if not (isinstance(meta["fps"], float) and math.isclose(meta["fps"], c.fps)):
+        raise ValueError(f"metadata fps is {meta['fps']}, the live loop feeds the model at {c.fps:g} fps")
+    pattern = (re.escape(INPUT_NORMALIZATION).replace(re.escape("{threshold}"), r"(?P<t>[0-9.eE+-]+)")
+               .replace(re.escape("{width}"), r"(?P<w>[0-9]+)"))
+    found = re.fullmatch(pattern, str(meta["input_normalization"]))
+    if found is None:
+        raise ValueError("metadata input_normalization differs from the normalization the live loop applies "
+                         "(export/metadata.py INPUT_NORMALIZATION)")
+    if not math.isclose(float(found["t"]), c.conf_threshold):
+        raise ValueError(f"metadata input_normalization zeroes keypoints below conf {found['t']}, the live loop "
+                         f"uses {c.conf_threshold:g}")
+    if meta["normalized_dim"] != x_width or int(found["w"]) != x_width:
+        raise ValueError(f"metadata normalized_dim {meta['normalized_dim']} (normalization text: {found['w']}) != "
+                         f"the graph's x width {x_width}")
+    if x_width not in c.x_widths:
+        raise ValueError(f"x is {x_width} wide; the contract allows {' or '.join(map(str, c.x_widths))}")
+    for name, shape in c.output_shapes.items():
+        if name not in outputs:
+            raise ValueError(f"output {name!r} missing (graph outputs: {sorted(outputs)})")
+        got_shape, dtype = outputs[name]
+        if tuple(got_shape) != shape or dtype != "float32":
+            raise ValueError(f"output {name!r} is {dtype} {tuple(got_shape)}, expected float32 {shape}")
