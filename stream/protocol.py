@@ -16,6 +16,9 @@ import numpy as np
 PROTOCOL_VERSION = 1
 TOPIC_PREFIX = b"pose/"
 STATUSES = ("tracking", "lost", "init")
+#: ``camera_motion`` values: the provider that measured this frame's camera rotation, or "none" when the chosen
+#: provider had no measurement (a gyro gap, too few visual features) and a static camera was assumed.
+CAMERA_MOTION_SOURCES = ("static", "visual", "gyro", "none")
 
 # key -> element shape of the flattened float list (row-major).
 ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
@@ -58,6 +61,11 @@ class PoseMessage(msgspec.Struct, kw_only=True):
     # Additive to v1 (readers that do not know it ignore it): root orientation in the camera frame, axis-angle,
     # so overlays / AR can place the body in the image without solving for the camera.
     cam_root_aa: list[float] = msgspec.field(default_factory=list)
+    # Additive to v1: the camera-motion source actually used for this frame (CAMERA_MOTION_SOURCES; "" = not
+    # said, older publishers), and whether this is a heartbeat (a "lost" sent while no frame arrives, repeating
+    # the last frame's seq: not a frame, so readers leave it out of latency and gap counts).
+    camera_motion: str = ""
+    heartbeat: bool = False
 
     @classmethod
     def from_arrays(
@@ -111,6 +119,8 @@ def validate(msg: PoseMessage) -> PoseMessage:
             raise ValueError(f"{key}: expected {length} floats (or none), got {len(values)}")
         if values and not all(math.isfinite(x) for x in values):
             raise ValueError(f"{key}: non-finite value")
+    if msg.camera_motion and msg.camera_motion not in CAMERA_MOTION_SOURCES:
+        raise ValueError(f"camera_motion must be one of {CAMERA_MOTION_SOURCES} (or empty), got {msg.camera_motion!r}")
     if msg.contact and not all(0.0 <= p <= 1.0 for p in msg.contact):
         raise ValueError(f"contact probabilities must lie in [0, 1], got {msg.contact}")
     return msg
@@ -141,6 +151,7 @@ def to_dict(msg: PoseMessage) -> dict[str, Any]:
 __all__ = [
     "ARRAY_LENGTHS",
     "ARRAY_SHAPES",
+    "CAMERA_MOTION_SOURCES",
     "PROTOCOL_VERSION",
     "STATUSES",
     "TOPIC_PREFIX",

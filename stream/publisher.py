@@ -16,6 +16,7 @@ Security. The default address is loopback. When binding wider, pass ``curve_secr
 """
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Iterable
 
@@ -25,6 +26,37 @@ from zmq.auth.thread import ThreadAuthenticator
 from .protocol import PoseMessage, encode, topic, validate
 
 DEFAULT_ADDR = "tcp://127.0.0.1:5556"
+_LOCAL_TRANSPORTS = ("ipc://", "inproc://")
+
+
+def check_bind_address(addr: str) -> str:
+    """ValueError (one line) for an endpoint ZeroMQ would mis-read; returns ``addr``.
+
+    Why: libzmq takes the port modulo 65536, so ``tcp://127.0.0.1:99999`` silently binds port 34463.
+    """
+    if addr.startswith(_LOCAL_TRANSPORTS):
+        return addr
+    if not addr.startswith("tcp://"):
+        raise ValueError(f"{addr!r}: expected tcp://HOST:PORT (or ipc://PATH)")
+    host, sep, port = addr[len("tcp://"):].rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{addr!r}: expected tcp://HOST:PORT")
+    if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{addr!r}: port must be 1..65535 or * (a free one), got {port!r}")
+    return addr
+
+
+def is_loopback(addr: str) -> bool:
+    """True when binding ``addr`` is reachable from this host only (loopback tcp, ipc, inproc)."""
+    if addr.startswith(_LOCAL_TRANSPORTS):
+        return True
+    host = addr[len("tcp://"):].rpartition(":")[0].strip("[]") if addr.startswith("tcp://") else ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name, a host name: reachable from elsewhere
+        return False
 
 
 def curve_keypair() -> tuple[bytes, bytes]:
@@ -57,6 +89,8 @@ class Publisher:
         curve_secret_key: Z85 server secret key; enables CURVE encryption.
         curve_allowed_clients: Z85 client public keys allowed to connect (needs ``curve_secret_key``).
         validate: check every message with ``protocol.validate`` before sending (costs ~20 us).
+        watch_subscribers: count connections from construction on, so ``wait_for_subscriber`` also sees a
+            subscriber that connected before it was called (the monitor stops in ``wait_for_subscriber``).
     """
 
     def __init__(
@@ -69,6 +103,7 @@ class Publisher:
         curve_secret_key: bytes | None = None,
         curve_allowed_clients: Iterable[bytes] | None = None,
         validate: bool = False,
+        watch_subscribers: bool = False,
     ) -> None:
         if hwm < 1:
             raise ValueError(f"hwm must be >= 1, got {hwm}")
@@ -76,6 +111,8 @@ class Publisher:
             raise ValueError("curve_allowed_clients needs curve_secret_key")
         self.sent = 0
         self.dropped = 0
+        self._monitor: zmq.Socket | None = None
+        self._subscribers = 0
         self._validate = validate
         self._ctx = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
@@ -88,7 +125,9 @@ class Publisher:
                 self._sock.setsockopt(zmq.XPUB_NODROP, 1)
             if curve_secret_key is not None:
                 self._setup_curve(curve_secret_key, curve_allowed_clients)
-            self._sock.bind(addr)
+            if watch_subscribers:  # from the start: wait_for_subscriber then sees one that joined before it
+                self._start_monitor()
+            self._sock.bind(check_bind_address(addr))
         except Exception:
             self.close()
             raise
@@ -122,25 +161,46 @@ class Publisher:
         self.sent += 1
         return True
 
+    def _drain_monitor(self, wait_ms: int) -> None:
+        """Count connection events (handshake done = +1, disconnect = -1); waits up to ``wait_ms`` for one."""
+        assert self._monitor is not None
+        from zmq.utils.monitor import parse_monitor_message
+
+        while self._monitor.poll(wait_ms):
+            event = parse_monitor_message(self._monitor.recv_multipart())["event"]
+            self._subscribers += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
+            wait_ms = 0
+
     def wait_for_subscriber(self, timeout: float) -> bool:
-        """Block until a subscriber connects (or ``timeout`` s); True if one did.
+        """Block until a subscriber is connected (or ``timeout`` s); True if one is, even if it joined earlier.
 
         PUB/SUB drops what is sent before a subscriber has joined (ZeroMQ's slow joiner), so a short recording
-        or test run can wait here first. Uses a socket monitor; the subscription follows the connection within
-        a round trip, hence the short grace period.
+        or test run can wait here first. With ``watch_subscribers`` the count started at construction; the
+        monitor stops here either way (it is for start-up only: an unread monitor queue would grow). The
+        subscription follows the connection within a round trip, hence the short grace period.
         """
-        monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_ACCEPTED)
+        if self._monitor is None:
+            self._start_monitor()
         try:
             deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                if monitor.poll(int(left * 1000) + 1):
-                    monitor.recv_multipart()
-                    time.sleep(0.2)
-                    return True
+            self._drain_monitor(0)
+            while self._subscribers <= 0 and (left := deadline - time.monotonic()) > 0:
+                self._drain_monitor(int(left * 1000) + 1)
+            if self._subscribers > 0:
+                time.sleep(0.2)
+                return True
             return False
         finally:
+            self._stop_monitor()
+
+    def _start_monitor(self) -> None:
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+
+    def _stop_monitor(self) -> None:
+        if self._monitor is not None:
             self._sock.disable_monitor()
-            monitor.close(linger=0)
+            self._monitor.close(linger=0)
+            self._monitor = None
 
     def close(self) -> None:
         """Close the socket without lingering; idempotent."""
@@ -148,6 +208,7 @@ class Publisher:
             self._auth.stop()
             self._auth = None
         if not self._sock.closed:
+            self._stop_monitor()
             self._sock.close(linger=0)
         if not self._ctx.closed:
             self._ctx.term()
@@ -159,4 +220,4 @@ class Publisher:
         self.close()
 
 
-__all__ = ["DEFAULT_ADDR", "Publisher", "curve_keypair"]
+__all__ = ["DEFAULT_ADDR", "Publisher", "check_bind_address", "curve_keypair", "is_loopback"]

@@ -17,7 +17,7 @@ import zmq
 
 from stream.protocol import ARRAY_SHAPES, PoseMessage, decode, encode, topic, validate
 from stream.publisher import Publisher, curve_keypair
-from stream.subscribe import Subscriber, subscribe
+from stream.subscribe import AuthError, Subscriber, subscribe
 
 REPO = Path(__file__).resolve().parents[1]
 ANY_PORT = "tcp://127.0.0.1:*"
@@ -52,7 +52,8 @@ def test_round_trip_keeps_every_field_at_float32_precision() -> None:
     assert arrays["kp2d"].shape == (21, 3) and arrays["pose_aa"].dtype == np.float32
     raw = msgspec.msgpack.decode(encode(msg))  # any msgpack reader sees a plain map of the documented keys
     assert list(raw) == ["v", "seq", "track", "t_capture", "t_publish", "status", "pose_aa", "pose_quat", "betas",
-                         "root_trans", "joints", "contact", "cam_trans", "kp2d", "model", "cam_root_aa"]
+                         "root_trans", "joints", "contact", "cam_trans", "kp2d", "model", "cam_root_aa",
+                         "camera_motion", "heartbeat"]
     assert raw["v"] == 1 and len(raw["pose_quat"]) == 96 and len(raw["kp2d"]) == 63
 
 
@@ -193,9 +194,10 @@ def test_curve_encrypts_and_allow_list_refuses_strangers() -> None:
         with Subscriber(pub.endpoint, curve=(server_public, client_public, client_secret)) as friend:
             wait_joined(pub, friend)
         with Subscriber(pub.endpoint, curve=server_public) as stranger:  # ephemeral, unlisted key
-            for seq in range(20):
-                pub.publish(full_message(seq=seq, track=0))
-                assert stranger.recv(timeout=0.02) is None
+            with pytest.raises(AuthError, match="allow-list"):  # refused, and told so (not a silent time-out)
+                for seq in range(200):
+                    pub.publish(full_message(seq=seq, track=0))
+                    assert stranger.recv(timeout=0.02) is None
     with pytest.raises(ValueError, match="curve_allowed_clients"):
         Publisher(ANY_PORT, curve_allowed_clients=[client_public])
 
