@@ -48,6 +48,15 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                    help="model: 'default' (shipped), a .safetensors checkpoint, a run folder, .onnx or .engine")
     p.add_argument("--publish", default=DEFAULT_PUBLISH, metavar="ADDR",
                    help=f"ZeroMQ PUB endpoint to bind (default: {DEFAULT_PUBLISH})")
+    p.add_argument("--curve-secret", default=None, metavar="KEYFILE",
+                   help="encrypt the stream with CURVE using this server .key_secret file (python -m stream.keys "
+                        "new server); subscribers then need server.key. Required to bind beyond loopback")
+    p.add_argument("--curve-allow", default=None, metavar="CLIENTS",
+                   help="with --curve-secret: accept only these client public keys (a folder of .key files, or a "
+                        "file listing one key or .key path per line)")
+    p.add_argument("--insecure-public", action="store_true",
+                   help="bind beyond loopback WITHOUT encryption or authentication (anyone on the network can read "
+                        "the pose stream); prints a warning")
     p.add_argument("--wait-subscribers", type=float, default=0.0, metavar="SECONDS",
                    help="before the first frame, wait up to SECONDS for a subscriber to connect (ZeroMQ drops "
                         "what is published before a subscriber joins)")
@@ -61,7 +70,9 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                    help="frames without the person before the model memory restarts (default: 15)")
     p.add_argument("--preview", action="store_true", help="show an OpenCV window with the skeleton overlay")
     p.add_argument("--record", default=None, metavar="FILE",
-                   help="also write every published message to FILE (JSON Lines; read with python -m stream.recorder)")
+                   help="also write every published message to FILE (JSON Lines; read with python -m stream.recorder); "
+                        "written as FILE.partial and renamed when the run ends")
+    p.add_argument("--overwrite", action="store_true", help="let --record replace an existing FILE")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
                       help="video files, folders and synthetic: play at their fps, skipping frames when behind "
@@ -69,6 +80,17 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="video files, folders and synthetic: every frame, as fast as possible")
     p.add_argument("--json-stats", action="store_true", help="print the end-of-run summary as JSON on stdout")
+    p.add_argument("--adapt", action="store_true",
+                   help="adapt the model to this camera and person in the background (self-supervised, gated, "
+                        "rolled back on regression; needs torch); weights persist per --adapt-profile")
+    p.add_argument("--adapt-profile", default="default", metavar="NAME",
+                   help="profile the adapted weights are loaded from and saved to (default: default)")
+    p.add_argument("--adapt-dir", default=None, metavar="DIR",
+                   help="where profiles live (default: ~/.cache/livemocap/profiles)")
+    p.add_argument("--adapt-worker", choices=("thread", "process"), default="process",
+                   help="run adaptation cycles in a low-priority thread or a niced child process (default: process)")
+    p.add_argument("--adapt-interval", type=float, default=3.0, metavar="SECONDS",
+                   help="pause between adaptation cycles (default: 3)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -167,6 +189,46 @@ def _fmt_ms(d: dict[str, Any]) -> str:
     return "n/a" if d.get("p50") is None else f"{d['p50']:.1f}/{d['p99']:.1f}"
 
 
+def _record_text(stats: dict[str, Any]) -> str:
+    if not stats.get("record"):
+        return ""
+    if stats.get("record_errors"):
+        return (f"; RECORDING FAILED: {stats['record_errors']} write error(s) ({stats.get('record_error')}), "
+                f"{stats.get('recorded', 0)} message(s) kept in {stats.get('recorded_to') or 'nothing'}")
+    return f", recorded {stats.get('recorded', 0)} message(s) to {stats.get('recorded_to') or 'nothing'}"
+
+
+def publish_security(args: argparse.Namespace) -> dict[str, Any]:
+    """Publisher keyword arguments for --curve-secret / --curve-allow, after the exposure rule: binding beyond
+    loopback needs CURVE or an explicit --insecure-public (then a warning). UsageError for bad keys/addresses."""
+    from stream.keys import KeyFileError, load_allowed, load_secret
+    from stream.publisher import check_bind_address, is_loopback
+
+    try:
+        check_bind_address(args.publish)
+    except ValueError as exc:
+        raise UsageError(f"--publish {exc}") from None
+    if args.curve_allow and not args.curve_secret:
+        raise UsageError("--curve-allow needs --curve-secret (the allow-list is checked during the CURVE handshake)")
+    kwargs: dict[str, Any] = {}
+    try:
+        if args.curve_secret:
+            kwargs["curve_secret_key"] = load_secret(args.curve_secret)[1]
+        if args.curve_allow:
+            kwargs["curve_allowed_clients"] = load_allowed(args.curve_allow)
+    except KeyFileError as exc:
+        raise UsageError(f"--curve-secret/--curve-allow: {exc}") from None
+    if not is_loopback(args.publish):
+        if not kwargs and not args.insecure_public:
+            raise UsageError(f"--publish {args.publish}: binding beyond loopback would stream the tracked person's "
+                             "pose unencrypted to the network; pass --curve-secret KEYFILE (make one with `python -m "
+                             "stream.keys new server`) or, knowingly, --insecure-public")
+        if not kwargs:
+            log.warning("--insecure-public: %s is reachable from other hosts WITHOUT encryption or authentication; "
+                        "anyone who can connect can read the pose stream", args.publish)
+    return kwargs
+
+
 def human_summary(stats: dict[str, Any]) -> str:
     fps = f"{stats['fps']:.1f} fps" if stats.get("fps") else "n/a fps"
     stages = "  ".join(f"{k} {_fmt_ms(v)}" for k, v in stats["stages_ms"].items())
@@ -177,7 +239,7 @@ def human_summary(stats: dict[str, Any]) -> str:
     return "\n".join([
         f"source:    {stats['source']}",
         f"engine:    {stats['engine']} on {stats.get('device', '?')}, model {stats['model']}",
-        f"publish:   {stats.get('publish_addr', '?')}" + (f", recorded to {stats['record']}" if stats.get("record") else ""),
+        f"publish:   {stats.get('publish_addr', '?')}" + _record_text(stats),
         f"frames:    {stats['frames']} processed, {stats['published']} published "
         f"(init {s['init']}, tracking {s['tracking']}, lost {s['lost']}), {stats['dropped']} dropped "
         f"({stats['skipped_late']} skipped late), {stats['tracks']} track(s), {stats['model_inits']} model start(s)",
@@ -185,7 +247,13 @@ def human_summary(stats: dict[str, Any]) -> str:
         f"stages ms (p50/p99): {stages}",
         f"reprojection error / keypoint box height: {reproj_text}",
         f"errors:    {errors}",
-    ])
+    ] + [f"warning:   {w}" for w in stats.get("warnings", [])] + ([_adapt_line(stats["adaptation"])] if stats.get("adaptation") else []))
+
+
+def _adapt_line(a: dict[str, Any]) -> str:
+    return (f"adaptation: {a['mode']}, generation g{a['generation']}: {a['cycles']} cycle(s), {a['accepted']} "
+            f"accepted, {a['rejected']} rejected, {a['rollbacks']} rollback(s), {a['errors']} error(s); "
+            f"cycle {a['cycle_s_median']} s; profile {a['profile']}")
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -217,12 +285,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = args.checkpoint
     if checkpoint != "default" and not Path(checkpoint).expanduser().exists():
         raise UsageError(f"--checkpoint {checkpoint!r}: no such file or folder")
+    security = publish_security(args)
     recorder = None
     if args.record:
         from stream.recorder import Recorder
 
         try:
-            recorder = Recorder(args.record)
+            recorder = Recorder(args.record, overwrite=args.overwrite)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--record: {exc}") from None
 
@@ -231,8 +300,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         source, kind, clock = open_source(args.source, args.realtime)
         closers.append(source)
         try:
-            publisher = Publisher(args.publish)
-        except (zmq.ZMQError, ValueError) as exc:
+            publisher = Publisher(args.publish, watch_subscribers=args.wait_subscribers > 0, **security)
+        except (zmq.ZMQError, ValueError, RuntimeError) as exc:
             raise UsageError(f"--publish {args.publish!r}: cannot bind: {exc}") from None
         closers.append(publisher)
         try:
@@ -241,6 +310,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except Exception as exc:  # EngineLoadError, or a corrupt checkpoint: one line, no traceback
             raise UsageError(f"cannot load the model (--engine {args.engine}): {exc}") from None
         _single_thread_torch(engine)
+        adaptation = None
+        if args.adapt:
+            from stream.adaptation.setup import AdaptSetupError, build_worker
+
+            if args.adapt_interval <= 0:
+                raise UsageError(f"--adapt-interval must be > 0, got {args.adapt_interval}")
+            try:
+                adaptation = build_worker(engine, checkpoint, profile=args.adapt_profile, profile_dir=args.adapt_dir,
+                                          mode=args.adapt_worker, interval_s=args.adapt_interval)
+            except AdaptSetupError as exc:
+                raise UsageError(str(exc)) from None
+            closers.append(adaptation)
         detector = None
         if kind != "synthetic":
             os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ start-up chatter
@@ -273,13 +354,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loop = LiveLoop(source, detector, tracker, camera_motion, engine, publisher,
                         lost_reset_frames=args.lost_reset_frames, recorder=recorder, preview=preview, clock=clock,
                         skip_late=args.realtime and kind in ("video", "folder", "synthetic"))
+        if adaptation is not None:
+            loop.on_model_step = adaptation.on_step
+            adaptation.start()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
+        signals = [0]
+
         def on_signal(signum: int, frame: object) -> None:
-            log.info("signal %d: stopping after the current frame (again to force)", signum)
+            # The loop stops within one frame: a second signal must not cut the summary or the recording short,
+            # so only a third one forces (KeyboardInterrupt, still closing everything on the way out).
+            signals[0] += 1
+            if signals[0] >= 3:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                raise KeyboardInterrupt
+            log.info("signal %d: stopping after the current frame (%s)", signum,
+                     "a third signal forces" if signals[0] == 2 else "twice more to force")
             loop.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
         for sig in previous:
             signal.signal(sig, on_signal)
@@ -290,10 +382,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if adaptation is not None:
+            stats["adaptation"] = adaptation.stats()
         stats.update(device=engine.device, publish_addr=publisher.endpoint, source_kind=kind,
                      camera_motion=motion_spec, record=args.record)
         if recorder is not None:
-            stats["recorded"], stats["record_errors"] = recorder.written, recorder.errors
+            recorder.close()  # now, so the summary can say where the recording ended up
+            stats.update(recorded=recorder.written, record_errors=recorder.errors, record_error=recorder.last_error,
+                         recorded_to=str(recorder.final_path) if recorder.final_path else None)
+        stats["warnings"] = run_warnings(stats, source)
         return stats
     finally:
         for obj in reversed(closers):
@@ -301,6 +398,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 obj.close()
             except Exception as exc:  # closing must not hide the run's result
                 log.debug("close %s: %s", type(obj).__name__, exc)
+
+
+def run_warnings(stats: dict[str, Any], source: Any) -> list[str]:
+    """What went quietly wrong, for the summary (each also makes the exit status 1)."""
+    out = []
+    if stats["frames"] == 0:
+        out.append("no frame was processed (nothing decodable from the source?)")
+    incomplete = getattr(source, "incomplete", None)
+    if incomplete:
+        out.append(incomplete)
+    return out
+
+
+def exit_status(stats: dict[str, Any]) -> int:
+    """0 for a run that did what was asked; 1 when data was lost (recording errors, nothing processed, a source
+    that ended early)."""
+    return 1 if stats.get("record_errors") or stats.get("warnings") else 0
 
 
 def main(argv: list[str] | None = None, prog: str = "run_live.py") -> int:
@@ -321,7 +435,7 @@ def main(argv: list[str] | None = None, prog: str = "run_live.py") -> int:
         print(human_summary(stats), file=sys.stderr)
     else:
         print(human_summary(stats), flush=True)
-    return 0
+    return exit_status(stats)
 
 
 if __name__ == "__main__":

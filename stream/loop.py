@@ -77,6 +77,29 @@ class FrameReport:
     message: PoseMessage | None = None
 
 
+@dataclass(frozen=True)
+class ModelStep:
+    """One model step of the tracked person, as the background adaptation buffers it (references, no copies).
+
+    x: (D,) input; omega: (6,); kp2d: (21, 3) pixels + confidence; bbox: (3,); K: (3, 3); state_before /
+    state_after: the engine state dicts ((1, ...) arrays) fed to and returned by the step; reproj: the frame's
+    reprojection error / box height; generation: the weights' generation that made it.
+    """
+
+    seq: int
+    track: int
+    t_capture: float
+    x: np.ndarray
+    omega: np.ndarray
+    kp2d: np.ndarray
+    bbox: np.ndarray
+    K: np.ndarray
+    state_before: Any
+    state_after: Any
+    reproj: float | None
+    generation: int
+
+
 class StageStats:
     """Rolling per-stage timings (the last ``window`` frames) with percentiles for the summary."""
 
@@ -183,6 +206,9 @@ class LiveLoop:
         self.lost_reset_frames, self.clock, self.skip_late = int(lost_reset_frames), clock, skip_late
         self.read_timeout, self.heartbeat_s, self.max_source_errors = read_timeout, heartbeat_s, max_source_errors
         self.on_frame: Callable[[FrameReport], None] | None = None
+        #: After each published pose (diagnostics time, after the send): the background adaptation's feed.
+        #: Must return at once; its exceptions are counted as errors["adaptation"], never raised.
+        self.on_model_step: Callable[[ModelStep], None] | None = None
         self._user_K = intrinsics
         self._K: np.ndarray | None = intrinsics
         self._K_size: tuple[int, int] | None = None
@@ -345,6 +371,7 @@ class LiveLoop:
             if self._state is None or result.status == "init" or track != self._state_track:
                 reset = self._state is not None
                 self._new_state(track)
+            state_before = self._state
             outputs = self._step_engine(x, omega)
         stages["model"] = (time.perf_counter() - tic) * 1e3
 
@@ -358,6 +385,8 @@ class LiveLoop:
             reproj = reprojection_error(outputs["kp3d_cam"][0], result.keypoints, K)
             if reproj is not None:
                 self._reproj.append(reproj)
+            if self.on_model_step is not None and x is not None and self._state is not None:
+                self._feed_model_step(frame, result, x, omega, K, state_before, msg, reproj)
         stages["latency"] = (t_published - frame.t_capture) * 1e3
         for stage, ms in stages.items():
             self._timings.add(stage, ms)
@@ -368,6 +397,17 @@ class LiveLoop:
         if self.on_frame is not None:
             self.on_frame(FrameReport(frame.seq, msg.status, msg.track, frame.t_capture, t_keypoints, t_published,
                                       stages, reset, reproj, msg))
+
+    def _feed_model_step(self, frame: Frame, result: TrackResult, x: np.ndarray, omega: np.ndarray, K: np.ndarray,
+                         state_before: Any, msg: PoseMessage, reproj: float | None) -> None:
+        try:
+            self.on_model_step(ModelStep(  # type: ignore[misc]
+                seq=frame.seq, track=msg.track, t_capture=frame.t_capture, x=x, omega=omega, kp2d=result.keypoints,
+                bbox=np.asarray(result.bbox), K=K, state_before=state_before, state_after=self._state,
+                reproj=reproj, generation=int(getattr(self.engine, "generation", 0))))
+        except Exception as exc:
+            self._n.errors["adaptation"] += 1
+            self._log_error("adaptation", exc)
 
     # ------------------------------------------------------------------ stages
     def _detect(self, frame: Frame) -> list[Detection]:
@@ -565,4 +605,4 @@ class LiveLoop:
         }
 
 
-__all__ = ["STAGES", "EngineLike", "FrameReport", "LiveLoop", "StageStats", "reprojection_error"]
+__all__ = ["STAGES", "EngineLike", "FrameReport", "LiveLoop", "ModelStep", "StageStats", "reprojection_error"]
