@@ -6,6 +6,13 @@ tools after the fact (grep, jq, pandas, any language), a half-written last line 
 line, and float32 values survive the round trip exactly (JSON keeps the shortest float64 text, which parses back
 to the same float64, which holds the float32 value). A 30 fps stream writes about 0.2 MB/s.
 
+No silent data loss, whatever the format. A recording is written to ``FILE.partial`` and renamed to FILE only
+when it closes cleanly, so FILE is either absent or complete; an existing FILE is never touched unless
+``overwrite``; the first write error is logged when it happens, every one is counted (``errors``), and the
+command exits non-zero. A format is a writer (``FormatWriter``: ``write(msg)``, ``flush()``, ``close()``) made
+from the path it must write (the ``.partial`` one) and chosen by FILE's suffix in ``FORMATS``; this module does
+the partial file, the rename and the error accounting for all of them.
+
     python -m stream.recorder FILE            # one summary line: messages, statuses, tracks, duration
     python -m stream.recorder FILE --json     # every message as JSON, then {"summary": ...}
 """
@@ -14,63 +21,144 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import logging
+import os
+import stat
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import msgspec
 
 from stream.protocol import PoseMessage
 
-__all__ = ["Recorder", "read_recording", "summarize"]
+__all__ = ["FORMATS", "FormatWriter", "JsonLinesWriter", "Recorder", "read_recording", "summarize"]
+
+log = logging.getLogger(__name__)
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(PoseMessage)
+PARTIAL_SUFFIX = ".partial"
+
+
+class FormatWriter(Protocol):
+    """One recording format. May raise OSError / ValueError from any method; ``Recorder`` counts them."""
+
+    def write(self, msg: PoseMessage) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonLinesWriter:
+    """One JSON object per line (the default format)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: io.BufferedWriter = open(path, "xb")  # noqa: SIM115 - closed by close()
+
+    def write(self, msg: PoseMessage) -> None:
+        self._file.write(_ENCODER.encode(msg) + b"\n")
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+#: Recording formats by lower-case file suffix ("" = anything not listed): path to write -> writer.
+FORMATS: dict[str, Callable[[Path], FormatWriter]] = {"": JsonLinesWriter, ".jsonl": JsonLinesWriter,
+                                                      ".json": JsonLinesWriter}
 
 
 class Recorder:
-    """Appends messages to ``path`` as JSON Lines; ``write`` never raises (a full disk must not stop the loop).
+    """Writes messages to ``path`` through the format its suffix names; ``write`` never raises (a full disk
+    must not stop the loop). See the module docstring for the partial file, overwrite and error rules.
 
-    flush_every: messages between flushes (the OS buffer takes the rest); the file is flushed on close.
-    Write failures are counted in ``errors`` and the first one is kept in ``last_error``.
+    flush_every: messages between flushes (the OS buffer takes the rest); everything is flushed on close.
+    Failures are counted in ``errors``; the first is kept in ``last_error`` and logged at once.
+    ``final_path`` is where the recording ended up after ``close`` (None: nothing recorded or it failed).
     """
 
-    def __init__(self, path: str | Path, flush_every: int = 30) -> None:
+    def __init__(self, path: str | Path, flush_every: int = 30, *, overwrite: bool = False) -> None:
         self.path = Path(path).expanduser()
+        self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
         if self.path.is_dir():
             raise ValueError(f"--record needs a file path, got the directory {self.path}")
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"cannot record to {self.path}: folder {self.path.parent} does not exist")
+        if self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode):
+            raise ValueError(f"cannot record to {self.path}: not a regular file")
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists; pass --overwrite to replace it (it is left untouched)")
+        if self.partial.exists():
+            if not overwrite:
+                raise FileExistsError(f"{self.partial} exists (an interrupted recording?); move it away or pass "
+                                      "--overwrite")
+            self.partial.unlink()
+        factory = FORMATS.get(self.path.suffix.lower(), FORMATS[""])
         self.flush_every = max(1, int(flush_every))
+        self.overwrite = overwrite
         self.written = 0
         self.errors = 0
         self.last_error: str | None = None
-        self._file: io.BufferedWriter | None = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self.final_path: Path | None = None
+        self._writer: FormatWriter | None = factory(self.partial)
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self.errors += 1
+        if self.last_error is None:
+            self.last_error = f"{what}: {exc}"
+            log.error("recording to %s: %s failed: %s (further failures are counted, the run goes on)",
+                      self.path, what, exc)
 
     def write(self, msg: PoseMessage) -> bool:
         """Append one message; False (and counted) if it could not be written."""
-        if self._file is None:
+        if self._writer is None:
             return False
         try:
-            self._file.write(_ENCODER.encode(msg) + b"\n")
+            self._writer.write(msg)
             self.written += 1
             if self.written % self.flush_every == 0:
-                self._file.flush()
+                self._writer.flush()
         except (OSError, ValueError) as exc:
-            self.errors += 1
-            self.last_error = self.last_error or str(exc)
+            self._fail("write", exc)
             return False
         return True
 
     def close(self) -> None:
-        """Flush and close; idempotent."""
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError as exc:
-                self.errors += 1
-                self.last_error = self.last_error or str(exc)
-            self._file = None
+        """Flush, close and rename ``FILE.partial`` to FILE; idempotent.
+
+        Nothing written: the partial file is removed (no empty recordings). A failed close, or a FILE that
+        appeared meanwhile (without ``overwrite``), keeps the data in ``FILE.partial`` and counts an error.
+        """
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.flush()
+            writer.close()
+        except (OSError, ValueError) as exc:
+            self._fail("close", exc)
+        if self.written == 0 and self.errors == 0:
+            self.partial.unlink(missing_ok=True)
+            return
+        if self.errors:
+            log.error("recording kept as %s: %d message(s) written, %d failure(s) (first: %s)", self.partial,
+                      self.written, self.errors, self.last_error)
+            self.final_path = self.partial if self.partial.exists() else None
+            return
+        if self.path.exists() and not self.overwrite:
+            self._fail("rename", FileExistsError(f"{self.path} appeared during the run; kept {self.partial}"))
+            self.final_path = self.partial
+            return
+        try:
+            os.replace(self.partial, self.path)
+            self.final_path = self.path
+        except OSError as exc:
+            self._fail("rename", exc)
+            self.final_path = self.partial
 
     def __enter__(self) -> "Recorder":
         return self
@@ -79,9 +167,11 @@ class Recorder:
         self.close()
 
 
-def read_recording(path: str | Path, *, strict: bool = False) -> Iterator[PoseMessage]:
-    """Messages of a recording in order. A bad line raises ValueError with its number when ``strict``, else a
-    truncated *last* line (a crash mid-write) is skipped; a bad line anywhere else always raises."""
+def read_recording(path: str | Path, *, strict: bool = False, skipped: list[int] | None = None
+                   ) -> Iterator[PoseMessage]:
+    """Messages of a recording in order. A bad line raises ValueError with its number when ``strict``; else it
+    is skipped with a warning (one corrupt line costs that line, not the recording) and its number appended to
+    ``skipped``."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"recording not found: {path}")
@@ -93,9 +183,11 @@ def read_recording(path: str | Path, *, strict: bool = False) -> Iterator[PoseMe
         try:
             yield _DECODER.decode(line)
         except msgspec.DecodeError as exc:
-            if number == len(lines) and not strict:
-                return
-            raise ValueError(f"{path}:{number}: not a pose message: {exc}") from exc
+            if strict:
+                raise ValueError(f"{path}:{number}: not a pose message: {exc}") from exc
+            log.warning("%s:%d: skipping a line that is not a pose message: %s", path, number, exc)
+            if skipped is not None:
+                skipped.append(number)
 
 
 def summarize(messages: Iterator[PoseMessage]) -> dict[str, Any]:
@@ -125,12 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", help="a recording written by run_live.py --record")
     parser.add_argument("--json", action="store_true", help="print every message as JSON, then the summary")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    skipped: list[int] = []
     try:
-        messages = list(read_recording(args.file))
+        messages = list(read_recording(args.file, skipped=skipped))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if skipped and not messages:
+        print(f"error: {args.file}: no line is a pose message ({len(skipped)} corrupt)", file=sys.stderr)
+        return 2
     summary = summarize(iter(messages))
+    summary["corrupt_lines"] = skipped
     try:
         if args.json:
             for msg in messages:
@@ -138,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_ENCODER.encode({"summary": summary}).decode())
         else:
             print(f"{summary['messages']} messages, statuses {summary['statuses']}, tracks {summary['tracks']}, "
-                  f"seq {summary['seq_range'][0]}..{summary['seq_range'][1]}, {summary['duration_s']:.2f} s")
+                  f"seq {summary['seq_range'][0]}..{summary['seq_range'][1]}, {summary['duration_s']:.2f} s"
+                  + (f", {len(skipped)} corrupt line(s) skipped" if skipped else ""))
     except BrokenPipeError:
         return 0
     return 0
