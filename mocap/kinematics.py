@@ -1,8 +1,10 @@
 """Forward kinematics as pure batched functions (any tree, SMPL included)."""
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -121,3 +123,41 @@ def forward_kinematics(
     Returns joints (B, J, 3), global_rotmats (B, J, 3, 3).
     """
     return forward_kinematics_offsets(local_rotmats, offsets_from_rest_joints(rest_joints, parents), parents, root_trans)
+
+
+@functools.lru_cache(maxsize=8)
+def _numpy_level_plan(parents: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per non-root tree level: (its joints, their parents) as index arrays."""
+    return [(np.asarray(level), np.asarray([parents[j] for j in level])) for level in tree_levels(parents)[1:]]
+
+
+def forward_kinematics_offsets_numpy(
+    local_rotmats: np.ndarray, offsets: np.ndarray, parents: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy twin of `forward_kinematics_offsets` (no root_trans), for per-frame solvers on the CPU frame path.
+
+    local_rotmats (..., J, 3, 3), offsets (..., J, 3) -> joints (..., J, 3), global_rotmats (..., J, 3, 3), in the
+    inputs' float dtype. One batched matmul per tree level with the joints on the leading axis (the fast
+    indexing path; torch dispatch would cost more than the maths for one person-frame); tested equal to the
+    torch version.
+    """
+    batched = local_rotmats.ndim > 3 or offsets.ndim > 2
+    if batched:  # joints-first contiguous copies keep the per-level gathers cheap
+        lead = np.broadcast_shapes(local_rotmats.shape[:-3], offsets.shape[:-2])
+        num = local_rotmats.shape[-3]
+        rot = np.ascontiguousarray(np.moveaxis(np.broadcast_to(local_rotmats, lead + (num, 3, 3)), -3, 0))
+        off = np.ascontiguousarray(np.moveaxis(np.broadcast_to(offsets, lead + (num, 3)), -2, 0))
+    else:
+        rot, off = local_rotmats, offsets
+    dtype = np.result_type(rot, off)
+    glob = np.empty(rot.shape, dtype)
+    pos = np.empty(off.shape, dtype)
+    roots = [j for j, p in enumerate(parents) if p < 0]
+    glob[roots], pos[roots] = rot[roots], off[roots]
+    for level, par in _numpy_level_plan(tuple(parents)):
+        par_rot = glob[par]
+        glob[level] = par_rot @ rot[level]
+        pos[level] = pos[par] + (par_rot @ off[level][..., None])[..., 0]
+    if batched:
+        return np.moveaxis(pos, 0, -2), np.moveaxis(glob, 0, -3)
+    return pos, glob

@@ -1,0 +1,350 @@
+"""Causal test-time refinement of one person-frame: a few Levenberg-Marquardt steps that fit the network's body
+to the detected 2D keypoints (issue 11, after Tung et al. 2017's "fit the evidence").
+
+Unknowns (85): the 23 body joints' local axis-angles (started at the network's), a camera-frame root rotation
+offset d0 (R_root = exp(d0) R_root_net), the camera-frame root translation, and the 10 betas. Energy:
+
+    sum_k c_k GM(|proj(P_k) - u_k| / box)                      robust reprojection, bbox units (resolution-free)
+  + w_prior |x - x_net|^2                                       the network's prediction is the prior
+  + w_temp |x - (x_net + c_prev)|^2                             temporal: the previous refined frame's correction
+                                                                c_prev = x_ref(t-1) - x_net(t-1), carried along
+                                                                the network's own motion (no lag on fast motion)
+  + w_limit |hinge(a, lo, hi)|^2                                soft joint limits (`limits.py`)
+  + w_beta |beta - beta_track|^2                                shape moves slowly: a running per-track estimate
+
+Translation terms are measured as image shift in bbox units and as relative depth, so every weight is unitless.
+Jacobians are analytic: a world-frame rotation increment d at joint j moves every point p it carries by
+d x (p - p_j); a local axis-angle step da maps to d = R_parent J_l(a) da. Everything is numpy float64 on one
+person-frame (no torch on the frame path); the per-track state (`TrackState`) lives with the caller.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+from scipy.linalg import lapack
+
+from mocap.camera import CONF_THRESHOLD
+from mocap.fitting import so3
+from mocap.fitting.body_numpy import BodyTables, body_tables, keypoint_beta_jacobian, pose
+from mocap.fitting.limits import LIMIT_HI, LIMIT_LO
+from mocap.skeleton import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+
+N_BODY = 3 * (NUM_JOINTS - 1)            # 69 body axis-angle components
+I_ROOT = slice(0, 3)                      # parameter layout: root offset, body joints 1..23, translation, betas
+I_BODY = slice(3, 3 + N_BODY)
+I_TRANS = slice(3 + N_BODY, 6 + N_BODY)
+I_BETA = slice(6 + N_BODY, 6 + N_BODY + NUM_BETAS)
+N_PARAMS = 6 + N_BODY + NUM_BETAS        # 85
+_DIAG = np.diag_indices(N_PARAMS)
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Weights of the energy (unitless, see the module doc) and solver settings."""
+
+    iterations: int = 4            # Gauss-Newton / LM steps per frame
+    sigma: float = 0.05            # Geman-McClure scale, bbox units: residuals past ~5 % of the box saturate
+    pose_prior: float = 0.02       # per rad^2, body joints, toward the network
+    root_prior: float = 0.02       # per rad^2, camera-frame root orientation
+    shift_prior: float = 0.5       # per (bbox unit)^2 of image shift of the root
+    depth_prior: float = 0.5       # per (relative depth change)^2
+    pose_temporal: float = 0.02    # toward the previous refined frame's correction
+    root_temporal: float = 0.05
+    shift_temporal: float = 1.0
+    depth_temporal: float = 2.0
+    motion_scale: float = 0.01     # network keypoint speed (bbox units / frame) at which temporal weights halve
+    limit: float = 10.0            # per rad^2 outside the box
+    beta_track: float = 1.0        # per beta^2, toward the track's running estimate
+    beta_rate: float = 0.02        # running-estimate update rate once past 1 / beta_rate frames (a mean before)
+    damping: float = 1e-3          # initial LM damping (relative to the Hessian diagonal)
+    min_keypoints: int = 4         # fewer confident keypoints: no refinement, the network output is kept
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"RefineConfig.{name} must be finite and >= 0, got {value}")
+        if self.sigma <= 0 or self.min_keypoints < 1:
+            raise ValueError("RefineConfig.sigma must be > 0 and min_keypoints >= 1")
+
+
+@dataclass
+class TrackState:
+    """What one track's refinement carries from frame to frame (owned by the caller, one per tracked person).
+
+    correction: (85,) refined minus network parameters of the previous refined frame (None before the first).
+    uv_net: the network's projected keypoints of that frame, to measure how fast the network says the person moves.
+    betas: (10,) running shape estimate; frames: frames folded into it.
+    """
+
+    correction: np.ndarray | None = None
+    betas: np.ndarray | None = None
+    uv_net: np.ndarray | None = None   # (21, 2) the network's keypoints in pixels last frame (NaN: not seen)
+    frames: int = 0
+    refined: int = 0               # frames actually refined (others kept the network output)
+
+    def reset(self) -> None:
+        self.correction, self.betas, self.uv_net, self.frames, self.refined = None, None, None, 0, 0
+
+
+class Refined(NamedTuple):
+    """The refined camera-frame body of one person-frame (float64)."""
+
+    pose_local: np.ndarray      # (24, 3, 3) local rotations, joint 0 = camera-frame root
+    betas: np.ndarray           # (10,)
+    cam_trans: np.ndarray       # (3,) pelvis in the camera frame
+    joints_rel: np.ndarray      # (24, 3) camera-frame joints minus the pelvis
+    keypoints_rel: np.ndarray   # (21, 3) camera-frame keypoints minus the pelvis
+    cost_start: float           # energy at the network's output (with the track's betas)
+    cost_end: float
+    steps: int                  # accepted LM steps
+
+
+@dataclass
+class _Problem:
+    """Per-frame constants of the energy."""
+
+    tables: BodyTables
+    uv: np.ndarray              # (n, 2) detected pixels of the visible keypoints
+    conf: np.ndarray            # (n,)
+    vis: np.ndarray             # (n,) keypoint indices
+    K: np.ndarray
+    inv_box: float
+    root_net: np.ndarray        # (3, 3)
+    centre: np.ndarray          # (85,) minimiser of prior + temporal + beta terms
+    weight: np.ndarray          # (85,) their combined diagonal weight (in parameter units)
+    sigma2: float
+    limit: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _visible(kp2d: np.ndarray) -> np.ndarray:
+    return np.flatnonzero((kp2d[:, 2] >= CONF_THRESHOLD) & np.isfinite(kp2d).all(axis=1))
+
+
+def _parameters_of(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Network outputs -> (parameter vector (85,), camera-frame root rotation (3, 3))."""
+    x = np.zeros(N_PARAMS)
+    x[I_BODY] = so3.log(np.asarray(outputs["pose_rotmat"], np.float64)[1:]).reshape(-1)
+    x[I_TRANS] = np.asarray(outputs["cam_trans"], np.float64)
+    x[I_BETA] = np.asarray(outputs["betas"], np.float64)
+    return x, np.asarray(outputs["cam_root_rotmat"], np.float64)
+
+
+def _evaluate(x: np.ndarray, prob: _Problem) -> dict[str, Any]:
+    """Pose the body at x; residuals, robust weights and energy."""
+    t = prob.tables
+    aa = x[I_BODY].reshape(NUM_JOINTS - 1, 3)
+    d0 = x[I_ROOT]
+    rot = np.empty((NUM_JOINTS, 3, 3))
+    rot[0] = so3.exp(d0) @ prob.root_net
+    rot[1:] = so3.exp(aa)
+    body = pose(rot, x[I_BETA], t)
+    p = body.keypoints[prob.vis] + x[I_TRANS]                                  # (n, 3) camera frame
+    z = p[:, 2]
+    if np.any(z <= 1e-3):
+        return {"cost": np.inf}
+    hom = p @ prob.K.T
+    r = (hom[:, :2] / hom[:, 2:] - prob.uv) * prob.inv_box                       # (n, 2) bbox units
+    e2 = np.einsum("ij,ij->i", r, r)
+    denom = e2 + prob.sigma2
+    data = float(np.dot(prob.conf, prob.sigma2 * e2 / denom))
+    dev = x - prob.centre
+    quad = float(np.dot(prob.weight, dev * dev))
+    over = np.maximum(aa - LIMIT_HI, 0.0) + np.minimum(aa - LIMIT_LO, 0.0)      # (23, 3) hinge
+    lim = prob.limit * float(np.einsum("ij,ij->", over, over))
+    w = prob.conf * (prob.sigma2 / denom) ** 2                                   # IRLS weights (n,)
+    return {"cost": data + quad + lim, "x": x, "body": body, "p": p, "r": r, "w": w, "over": over, "dev": dev,
+            "rot": rot}
+
+
+def _cross_rows(arm: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """arm (n, 24, 3) x rows (n, 2, 3) -> (n, 2, 24, 3) cross products, written out (np.cross is slow here)."""
+    ax, ay, az = arm[:, None, :, 0], arm[:, None, :, 1], arm[:, None, :, 2]
+    rx, ry, rz = rows[:, :, None, 0], rows[:, :, None, 1], rows[:, :, None, 2]
+    out = np.empty((arm.shape[0], 2, arm.shape[1], 3))
+    out[..., 0] = ay * rz - az * ry
+    out[..., 1] = az * rx - ax * rz
+    out[..., 2] = ax * ry - ay * rx
+    return out
+
+
+def _step(ev: dict[str, Any], prob: _Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Newton normal equations (H (85, 85), g (85,)) at an evaluated point.
+
+    The left Jacobians of the axis-angles and the beta Jacobian are taken at the frame's start point (they vary
+    slowly over a few small steps; the LM acceptance test keeps the iteration honest).
+    """
+    t = prob.tables
+    body, p = ev["body"], ev["p"]
+    n = p.shape[0]
+    fx, fy = prob.K[0, 0] * prob.inv_box, prob.K[1, 1] * prob.inv_box
+    iz = 1.0 / p[:, 2]
+    # d residual / d point (n, 2, 3) for a pinhole (skew-free K).
+    a = np.zeros((n, 2, 3))
+    a[:, 0, 0] = fx * iz
+    a[:, 1, 1] = fy * iz
+    a[:, 0, 2] = -fx * p[:, 0] * iz * iz
+    a[:, 1, 2] = -fy * p[:, 1] * iz * iz
+    # Rotation columns: a world increment d_j moves point k by d_j x (p_k - p_j) -> row . (d x v) = d . (v x row).
+    arm = (body.keypoints[prob.vis][:, None, :] - body.joints[None, :, :]) * prob.extra["moves"]  # (n, 24, 3)
+    c = _cross_rows(arm, a)                                                          # (n, 2, 24, 3)
+    # World increment per parameter: root d = J_l(d0) dd0; joint j: d = R_parent(j) J_l(a_j) da_j.
+    jl = prob.extra["jl"]                                                            # (24, 3, 3)
+    basis = np.empty_like(jl)
+    basis[0] = jl[0]
+    basis[1:] = body.glob[t.parents[1:]] @ jl[1:]
+    jac = np.empty((2 * n, N_PARAMS))
+    rot_cols = c.transpose(2, 0, 1, 3).reshape(NUM_JOINTS, 2 * n, 3) @ basis                # (24, 2n, 3)
+    jac[:, : 3 * NUM_JOINTS] = np.swapaxes(rot_cols, 0, 1).reshape(2 * n, 3 * NUM_JOINTS)
+    jac[:, I_TRANS] = a.reshape(2 * n, 3)
+    jac[:, I_BETA] = (a @ prob.extra["dkb"]).reshape(2 * n, NUM_BETAS)
+    jw = jac.T * np.repeat(ev["w"], 2)
+    h = jw @ jac
+    g = jw @ ev["r"].reshape(-1)
+    h[_DIAG] += prob.weight
+    g += prob.weight * ev["dev"]
+    if prob.limit > 0:
+        over = ev["over"].reshape(-1)
+        idx = np.flatnonzero(over)
+        if idx.size:
+            h[idx + I_BODY.start, idx + I_BODY.start] += prob.limit
+            g[idx + I_BODY.start] += prob.limit * over[idx]
+    return h, g
+
+
+def _solve(h: np.ndarray, g: np.ndarray, lam: float) -> np.ndarray | None:
+    """LM step: (H + lam diag(H)) dx = -g by Cholesky; None when not positive definite."""
+    hd = h.copy()
+    hd[_DIAG] = h[_DIAG] * (1.0 + lam) + 1e-9
+    chol, info = lapack.dpotrf(hd, lower=False, clean=False, overwrite_a=True)
+    if info != 0:
+        return None
+    step, info = lapack.dpotrs(chol, -g, lower=False)
+    return step if info == 0 else None
+
+
+def _project_all(outputs: Mapping[str, np.ndarray], K: np.ndarray) -> np.ndarray:
+    """The network's 21 keypoints in pixels (21, 2); NaN where missing or behind the camera."""
+    kp = np.asarray(outputs.get("kp3d_cam", np.full((NUM_KEYPOINTS, 3), np.nan)), np.float64)
+    if kp.shape != (NUM_KEYPOINTS, 3):
+        return np.full((NUM_KEYPOINTS, 2), np.nan)
+    hom = kp @ K.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = hom[:, :2] / hom[:, 2:]
+    return np.where(kp[:, 2:] > 1e-3, uv, np.nan)
+
+
+def _motion_factor(uv: np.ndarray, uv_prev: np.ndarray | None, inv_box: float, scale: float) -> float:
+    """1 / (1 + (v / scale)^2) for the network's median keypoint speed v (bbox units per frame): the temporal
+    terms hold the correction steady while the person moves slowly (where jitter shows) and let it follow
+    fast motion, as a One-Euro filter adapts its cut-off (scale 0: no adaptation)."""
+    if scale <= 0 or uv_prev is None:
+        return 1.0
+    d = uv - uv_prev
+    ok = np.isfinite(d).all(axis=1)
+    if not ok.any():
+        return 1.0
+    v = float(np.median(np.sqrt((d[ok] ** 2).sum(axis=1)))) * inv_box
+    return 1.0 / (1.0 + (v / scale) ** 2)
+
+
+def _weights(cfg: RefineConfig, x_net: np.ndarray, inv_box: float, focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-parameter prior and temporal weights (85,) each, in parameter units."""
+    z = max(float(x_net[I_TRANS][2]), 1e-3)
+    shift = (focal * inv_box / z) ** 2          # metres of lateral root motion -> bbox units, squared
+    prior = np.empty(N_PARAMS)
+    temporal = np.empty(N_PARAMS)
+    prior[I_ROOT], temporal[I_ROOT] = cfg.root_prior, cfg.root_temporal
+    prior[I_BODY], temporal[I_BODY] = cfg.pose_prior, cfg.pose_temporal
+    prior[I_TRANS] = (cfg.shift_prior * shift, cfg.shift_prior * shift, cfg.depth_prior / z**2)
+    temporal[I_TRANS] = (cfg.shift_temporal * shift, cfg.shift_temporal * shift, cfg.depth_temporal / z**2)
+    prior[I_BETA], temporal[I_BETA] = 0.0, 0.0
+    return prior, temporal
+
+
+def refine_person(
+    outputs: Mapping[str, np.ndarray],
+    kp2d: np.ndarray,
+    K: np.ndarray,
+    track: TrackState,
+    config: RefineConfig | None = None,
+) -> Refined | None:
+    """Refine one person-frame; None (keep the network output) when the evidence cannot support a fit.
+
+    outputs: one person's engine outputs (no batch dim): pose_rotmat (24, 3, 3), cam_root_rotmat (3, 3),
+    betas (10,), cam_trans (3,) at least. kp2d: (21, 3) pixels + confidence. K: (3, 3) intrinsics.
+    Updates `track` (correction, running betas) only when it returns a fit. Never raises on bad numbers: NaN
+    inputs, fewer than `min_keypoints` confident keypoints, a root behind the camera all return None.
+    """
+    cfg = config or RefineConfig()
+    kp2d = np.asarray(kp2d, np.float64)
+    K = np.asarray(K, np.float64)
+    if kp2d.shape != (NUM_KEYPOINTS, 3) or K.shape != (3, 3):
+        raise ValueError(f"kp2d must be ({NUM_KEYPOINTS}, 3) and K (3, 3), got {kp2d.shape} and {K.shape}")
+    vis = _visible(kp2d)
+    if vis.size < cfg.min_keypoints or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        return None
+    uv = kp2d[vis, :2]
+    box = float(max(np.ptp(uv[:, 0]), np.ptp(uv[:, 1])))
+    if not box > 0:
+        return None
+    try:
+        x_net, root_net = _parameters_of(outputs)
+    except (KeyError, ValueError, IndexError):
+        return None
+    if not (np.isfinite(x_net).all() and np.isfinite(root_net).all()) or x_net[I_TRANS][2] <= 1e-3:
+        return None
+
+    inv_box = 1.0 / box
+    prior, temporal = _weights(cfg, x_net, inv_box, float(K[0, 0]))
+    uv_net = _project_all(outputs, K)
+    if track.correction is None:
+        temporal = np.zeros_like(temporal)
+        target_t = x_net
+    else:
+        temporal *= _motion_factor(uv_net, track.uv_net, inv_box, cfg.motion_scale)
+        target_t = x_net + track.correction
+    weight = prior + temporal
+    centre = np.where(weight > 0, (prior * x_net + temporal * target_t) / np.maximum(weight, 1e-300), x_net)
+    beta_track = x_net[I_BETA] if track.betas is None else track.betas
+    centre[I_BETA] = beta_track
+    weight[I_BETA] = cfg.beta_track
+    prob = _Problem(body_tables(), uv, kp2d[vis, 2], vis, K, inv_box, root_net, centre, weight,
+                    cfg.sigma**2, cfg.limit)
+
+    x0 = x_net.copy()
+    x0[I_BETA] = beta_track
+    best = _evaluate(x0, prob)
+    if not np.isfinite(best["cost"]):
+        return None
+    prob.extra["moves"] = prob.tables.moves[vis][:, :, None]
+    prob.extra["jl"] = so3.left_jacobian(x0[: 3 * NUM_JOINTS].reshape(NUM_JOINTS, 3))
+    prob.extra["dkb"] = keypoint_beta_jacobian(best["body"].glob, prob.tables)[vis]
+    cost_start = best["cost"]
+    lam, steps, normal = cfg.damping, 0, None
+    for _ in range(cfg.iterations):
+        if normal is None:
+            normal = _step(best, prob)
+        dx = _solve(*normal, lam)
+        if dx is None or not np.isfinite(dx).all():
+            lam *= 10.0
+            continue
+        trial = _evaluate(best["x"] + dx, prob)
+        if trial["cost"] < best["cost"]:
+            best, normal, steps = trial, None, steps + 1
+            lam = max(lam / 10.0, 1e-7)
+        else:
+            lam *= 10.0
+    x = best["x"]
+    body = best["body"]
+    pelvis = body.joints[0]
+    track.correction = x - x_net
+    track.uv_net = uv_net
+    track.frames += 1
+    track.refined += 1
+    rate = max(cfg.beta_rate, 1.0 / track.frames)
+    track.betas = beta_track + rate * (x[I_BETA] - beta_track)
+    return Refined(best["rot"], x[I_BETA].copy(), x[I_TRANS].copy(), body.joints - pelvis,
+                   body.keypoints - pelvis, float(cost_start), float(best["cost"]), steps)
