@@ -73,6 +73,9 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                    help="also write every published message to FILE (JSON Lines; read with python -m stream.recorder); "
                         "written as FILE.partial and renamed when the run ends")
     p.add_argument("--overwrite", action="store_true", help="let --record replace an existing FILE")
+    p.add_argument("--vmc", default=None, metavar="HOST:PORT",
+                   help="also drive an avatar: send VMC protocol (OSC/UDP) to a receiver such as VSeeFace, EVMC4U "
+                        "or VMC4B, usually 127.0.0.1:39539 (see docs/avatars.md)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
                       help="video files, folders and synthetic: play at their fps, skipping frames when behind "
@@ -299,6 +302,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         source, kind, clock = open_source(args.source, args.realtime)
         closers.append(source)
+        if recorder is not None:
+            recorder.set_fps(source.fps)  # BVH / NPZ frame timing
+        vmc = None
+        if args.vmc:
+            from stream.recording import FanOut
+            from stream.vmc import VmcSender
+
+            try:
+                vmc = VmcSender(args.vmc)
+            except ValueError as exc:
+                raise UsageError(f"--vmc: {exc}") from None
+            closers.append(vmc)
         try:
             publisher = Publisher(args.publish, watch_subscribers=args.wait_subscribers > 0, **security)
         except (zmq.ZMQError, ValueError, RuntimeError) as exc:
@@ -352,7 +367,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The tracker gives up the id on the same frame the loop drops the model memory.
         tracker = Tracker(max_lost=args.lost_reset_frames - 1, fps=source.fps)
         loop = LiveLoop(source, detector, tracker, camera_motion, engine, publisher,
-                        lost_reset_frames=args.lost_reset_frames, recorder=recorder, preview=preview, clock=clock,
+                        lost_reset_frames=args.lost_reset_frames, preview=preview, clock=clock,
+                        recorder=FanOut(recorder, vmc) if vmc is not None else recorder,
                         skip_late=args.realtime and kind in ("video", "folder", "synthetic"))
         if adaptation is not None:
             loop.on_model_step = adaptation.on_step
@@ -386,6 +402,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stats["adaptation"] = adaptation.stats()
         stats.update(device=engine.device, publish_addr=publisher.endpoint, source_kind=kind,
                      camera_motion=motion_spec, record=args.record)
+        if vmc is not None:
+            stats["vmc"] = {"to": vmc.address, "bundles": vmc.sent, "poses": vmc.poses, "errors": vmc.errors}
         if recorder is not None:
             recorder.close()  # now, so the summary can say where the recording ended up
             stats.update(recorded=recorder.written, record_errors=recorder.errors, record_error=recorder.last_error,

@@ -67,9 +67,22 @@ class JsonLinesWriter:
         self._file.close()
 
 
+def _bvh_writer(path: Path) -> FormatWriter:
+    from stream.recording.bvh_writer import BvhWriter  # scipy only when asked for
+
+    return BvhWriter(path)
+
+
+def _npz_writer(path: Path) -> FormatWriter:
+    from stream.recording.npz_writer import NpzWriter
+
+    return NpzWriter(path)
+
+
 #: Recording formats by lower-case file suffix ("" = anything not listed): path to write -> writer.
 FORMATS: dict[str, Callable[[Path], FormatWriter]] = {"": JsonLinesWriter, ".jsonl": JsonLinesWriter,
-                                                      ".json": JsonLinesWriter}
+                                                      ".json": JsonLinesWriter, ".bvh": _bvh_writer,
+                                                      ".npz": _npz_writer}
 
 
 class Recorder:
@@ -105,6 +118,11 @@ class Recorder:
         self.last_error: str | None = None
         self.final_path: Path | None = None
         self._writer: FormatWriter | None = factory(self.partial)
+
+    def set_fps(self, fps: float | None) -> None:
+        """The source's frame rate, for formats that store one (BVH, NPZ); JSON Lines needs none."""
+        if self._writer is not None and hasattr(self._writer, "set_fps"):
+            self._writer.set_fps(fps)
 
     def _fail(self, what: str, exc: Exception) -> None:
         self.errors += 1
