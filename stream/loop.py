@@ -100,6 +100,17 @@ class ModelStep:
     generation: int
 
 
+def motion_source(camera_motion: Any) -> str:
+    """``PoseMessage.camera_motion`` for the provider's last update: what actually measured the rotation, or
+    "none" when the provider had nothing (a gyro gap, too few visual features) and a static camera was assumed."""
+    used = getattr(camera_motion, "source_used", None)
+    if isinstance(used, str):
+        return used
+    if type(camera_motion).__name__ == "StaticCameraMotion":
+        return "static"
+    return "visual" if camera_motion.status in ("ok", "init") else "none"
+
+
 class StageStats:
     """Rolling per-stage timings (the last ``window`` frames) with percentiles for the summary."""
 
@@ -234,6 +245,7 @@ class LiveLoop:
         self._t_first: float | None = None
         self._t_last: float | None = None
         self._last_source_status: str | None = None
+        self._motion_used = ""
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -340,7 +352,9 @@ class LiveLoop:
         stages["detect"] = (time.perf_counter() - tic) * 1e3
 
         tic = time.perf_counter()
-        result = self.tracker.update(detections, size, frame.t_capture)
+        # Media time for files: box smoothing must not depend on how fast this machine ran (--fast reproducible).
+        t_track = frame.t_capture if self.clock == "capture" else self._media_time(frame)
+        result = self.tracker.update(detections, size, t_track)
         x = self._normalize(result, K) if result.status != "lost" else None
         t_keypoints = time.monotonic()
         stages["track"] = (time.perf_counter() - tic) * 1e3
@@ -377,6 +391,7 @@ class LiveLoop:
 
         tic = time.perf_counter()
         msg = self._message(frame, result, outputs, lost=x is None)
+        msg.camera_motion = self._motion_used
         self._send(msg)
         t_published = time.monotonic()
         stages["publish"] = (time.perf_counter() - tic) * 1e3
@@ -450,8 +465,13 @@ class LiveLoop:
         except Exception as exc:
             self._n.errors["camera_motion"] += 1
             self._log_error("camera_motion", exc)
+            self._motion_used = "none"
             return np.zeros(6, np.float32)
-        return omega if np.all(np.isfinite(omega)) else np.zeros(6, np.float32)
+        self._motion_used = motion_source(self.camera_motion)
+        if not np.all(np.isfinite(omega)):
+            self._motion_used = "none"
+            return np.zeros(6, np.float32)
+        return omega
 
     def _new_state(self, track: int) -> None:
         self._state = self.engine.initial_state(1)
@@ -557,7 +577,9 @@ class LiveLoop:
             self._reset_state()  # the person cannot be followed across a long stall
         model = model_label(self.engine.model_id, getattr(self.engine, "generation", 0))
         self._n.statuses["lost"] += 1
-        self._send(status_message("lost", seq=self._last_seq, track=self._last_track, t_capture=now, model=model))
+        beat = status_message("lost", seq=self._last_seq, track=self._last_track, t_capture=now, model=model)
+        beat.heartbeat = True  # not a frame: readers leave it out of latency and seq-gap counts
+        self._send(beat)
 
     def _note_source_status(self) -> None:
         status = getattr(self.source, "status", None)

@@ -12,10 +12,19 @@ Samples arrive in the IMU frame and clock: ``w_cam = imu_to_camera @ w_imu`` and
 ``t_capture_clock = t_imu + time_offset``. Between samples w is interpolated linearly; a step between samples
 further apart than ``max_gap`` holds the nearest sample for up to ``max_gap`` (status ``"gyro hold"``) and
 counts as zero rotation beyond that (status ``"gyro gap"``). ``update`` never waits for late samples.
+
+Honesty. A gyro that is silently ignored gives the output of a static camera, so the provider reports itself:
+``coverage`` (frames whose interval had gyro samples, in %), a warning after ``silence_s`` (2 s) of frames
+without samples (and when they resume), and a clock/unit check on the first samples (``ClockCheck``): timestamps
+on another clock (Unix time while the frames use video time or the monotonic clock) are aligned so the first
+sample meets the current frame, millisecond timestamps are scaled to seconds, and deg/s rates (an implausible
+magnitude for rad/s) are converted, each with a warning saying what was assumed. ``source_used`` is "gyro" when
+the frame was measured and "none" when it was not (the loop puts it in every message).
 """
 from __future__ import annotations
 
 import bisect
+import collections
 import csv
 import functools
 import logging
@@ -191,6 +200,7 @@ class CsvSource(GyroSource):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.label = str(self.path)
         self.samples = self._read(self.path)
 
     @staticmethod
@@ -208,6 +218,8 @@ class CsvSource(GyroSource):
             header = [c.strip().lower() for c in rows.pop(0)]
             if all(name in header for name in ("t", "wx", "wy", "wz")):
                 cols = [header.index(name) for name in ("t", "wx", "wy", "wz")]
+        if not rows:
+            raise ValueError(f"{path}: gyro CSV has a header but no samples")
         out = np.empty((len(rows), 4))
         for n, row in enumerate(rows):
             try:
@@ -260,16 +272,26 @@ class ZmqSource(_ThreadSource):
 
     def __init__(self, addr: str, topic: bytes = b"", context: zmq.Context | None = None) -> None:
         super().__init__()
-        self.addr, self.topic = addr, topic
+        self.addr, self.topic, self.label = addr, topic, addr
+        if addr.startswith("tcp://"):
+            port = addr.rpartition(":")[2]
+            if not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"gyro {addr}: expected tcp://HOST:PORT with a port 1..65535")
         self._ctx = context or zmq.Context.instance()
+        # Connect here, not in the thread, so a malformed address is an error now rather than a dead thread.
+        self._sock = self._ctx.socket(zmq.SUB)
+        try:
+            self._sock.setsockopt(zmq.LINGER, 0)
+            self._sock.setsockopt(zmq.RCVHWM, 10000)
+            self._sock.setsockopt(zmq.SUBSCRIBE, self.topic)
+            self._sock.connect(self.addr)
+        except zmq.ZMQError as exc:
+            self._sock.close()
+            raise ValueError(f"gyro {addr}: cannot connect: {exc}") from None
 
     def _run(self, sink: Sink) -> None:
-        sock = self._ctx.socket(zmq.SUB)
+        sock = self._sock
         try:
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.RCVHWM, 10000)
-            sock.setsockopt(zmq.SUBSCRIBE, self.topic)
-            sock.connect(self.addr)
             while not self._stop.is_set():
                 if not sock.poll(100):
                     continue
@@ -288,10 +310,17 @@ class UdpSource(_ThreadSource):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"gyro udp://{host}:{port}: port must be 0..65535")
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((host, port))
+        try:
+            self._sock.bind((host, port))
+        except (OSError, OverflowError) as exc:  # unknown host, address in use, not a local address
+            self._sock.close()
+            raise ValueError(f"gyro udp://{host}:{port}: cannot listen there: {exc}") from None
         self._sock.settimeout(0.1)
         self.host, self.port = self._sock.getsockname()[:2]
+        self.label = f"udp://{self.host}:{self.port}"
 
     def _run(self, sink: Sink) -> None:
         try:
@@ -305,6 +334,61 @@ class UdpSource(_ThreadSource):
                 self._deliver(data, sink)
         finally:
             self._sock.close()
+
+
+#: Faster than this (rad/s) no hand-held or rigged camera turns; a gyro reporting it is in deg/s.
+MAX_PLAUSIBLE_RAD_S = 35.0
+#: Timestamps this far (s) from the frames' clock are on another clock (e.g. Unix time vs video time).
+OTHER_CLOCK_S = 1e5
+
+
+class ClockCheck:
+    """Decides, from the first ``needed`` samples and the first frame time, how raw samples map to the frame
+    clock: ``scale`` (1e-3 for milliseconds), ``offset`` (seconds added after scaling) and ``deg`` (deg/s input).
+
+    Millisecond timestamps: the median sample spacing is >= 0.2 "s" (an IMU under 5 Hz) while 1/1000 of it is a
+    usual IMU rate (100 Hz .. 10 kHz). Another clock: the scaled first sample is more than a day from the frame
+    time; the first sample is then assumed to coincide with the frame. deg/s: the largest rate exceeds
+    ``MAX_PLAUSIBLE_RAD_S`` (checked on every later sample too).
+    """
+
+    def __init__(self, user_offset: float, needed: int = 10) -> None:
+        self.user_offset, self.needed = user_offset, needed
+        self.scale, self.offset, self.deg = 1.0, user_offset, False
+        self.decided = False
+        self.assumed: list[str] = []
+
+    def decide(self, ts: np.ndarray, ws: np.ndarray, t_frame: float, anchor_newest: bool = False) -> None:
+        """ts (N,) raw timestamps, ws (N, 3) raw rates, t_frame the frame time the oldest (or, for a live stream,
+        the newest) sample should meet when the clocks differ."""
+        self.decided = True
+        if len(ts) >= 3:
+            spacing = float(np.median(np.diff(np.sort(ts))))
+            if spacing >= 0.2 and 1e-4 <= spacing * 1e-3 <= 1e-2:
+                self.scale = 1e-3
+                self._assume(f"gyro timestamps look like milliseconds (median spacing {spacing:g}): scaled to s")
+        raw = float(np.max(ts) if anchor_newest else np.min(ts)) * self.scale
+        first = raw + self.offset
+        if abs(first - t_frame) > OTHER_CLOCK_S:
+            self.offset += t_frame - first
+            kind = "Unix time" if 1e8 < raw < 1e10 else "another clock"
+            which = "newest sample is" if anchor_newest else "first sample is at"
+            self._assume(f"gyro timestamps are on {kind} ({first:.6g} s) while frames are at {t_frame:.6g} s: "
+                         f"assumed the {which} the current frame time (offset {self.offset:+.6g} s)")
+        self.check_rates(ws)
+
+    def check_rates(self, ws: np.ndarray) -> None:
+        if not self.deg and len(ws) and float(np.abs(ws).max()) > MAX_PLAUSIBLE_RAD_S:
+            self.deg = True
+            self._assume(f"gyro rates up to {float(np.abs(ws).max()):.4g} are implausible in rad/s: assumed deg/s "
+                         "and converted")
+
+    def _assume(self, text: str) -> None:
+        self.assumed.append(text)
+        log.warning("%s", text)
+
+    def apply(self, t: float, w: np.ndarray) -> tuple[float, np.ndarray]:
+        return t * self.scale + self.offset, np.radians(w) if self.deg else w
 
 
 def _check_rotation(m: np.ndarray | None) -> np.ndarray:
@@ -327,7 +411,12 @@ class GyroCameraMotion(CameraMotion):
         max_gap: widest sample spacing interpolated across, and the longest hold past the nearest sample.
         capacity: samples kept (the oldest go first).
         max_step: longest integration step (s).
+        silence_s: frames without any gyro sample for this long (s) log a warning (once per silence).
+        check_clock: detect and fix millisecond / other-clock timestamps and deg/s rates (see ``ClockCheck``);
+            only for samples from ``source`` (a caller that ``push``es owns its clock).
     """
+
+    kind = "gyro"
 
     def __init__(
         self,
@@ -339,6 +428,8 @@ class GyroCameraMotion(CameraMotion):
         capacity: int = 4096,
         max_step: float = 0.002,
         fps: float | None = None,
+        silence_s: float = 2.0,
+        check_clock: bool = True,
     ) -> None:
         super().__init__(fps)
         if not (math.isfinite(time_offset)):
@@ -351,9 +442,24 @@ class GyroCameraMotion(CameraMotion):
             capacity = max(capacity, len(source.samples))
         self.buffer = SampleBuffer(capacity)
         self.rejected = 0
+        self.samples = 0
+        self.frames = 0            # updates with an interval (the first frame has none)
+        self.covered = 0           # of those, intervals with gyro samples ("ok" or "gyro hold")
+        self.silence_s = float(silence_s)
+        self.clock = ClockCheck(self.time_offset)
+        self.clock.decided = not check_clock or source is None  # push-only callers own their clock
+        self._pending: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._last_covered: float | None = None
+        self._silent_since: float | None = None
+        self._warned_silence = False
+        self._first_frame_t: float | None = None
         self.source = source
+        self.label = getattr(source, "label", "push")
         if source is not None:
             source.start(self.push)
+            if isinstance(source, CsvSource):
+                self._calibrate(0.0, now=True)
 
     @classmethod
     def from_csv(cls, path: str | Path, **kwargs) -> "GyroCameraMotion":
@@ -374,17 +480,88 @@ class GyroCameraMotion(CameraMotion):
         if w.shape != (3,) or not math.isfinite(t) or not np.all(np.isfinite(w)):
             self.rejected += 1
             return
-        self.buffer.add(t + self.time_offset, self.imu_to_camera @ w)
+        with self._lock:
+            self.samples += 1
+            if not self.clock.decided:
+                self._pending.append((t, w))  # mapped once the first frame time and enough samples are known
+                return
+            self.clock.check_rates(w[None])
+            self._add(t, w)
+
+    def _add(self, t: float, w: np.ndarray) -> None:
+        t_frame, w = self.clock.apply(t, w)
+        self.buffer.add(t_frame, self.imu_to_camera @ w)
+
+    def _calibrate(self, t_frame: float, now: bool = False) -> None:
+        """Decide the clock mapping from the pending samples (see ClockCheck) and release them into the buffer.
+
+        A stream waits (up to 1 s of frames) for enough samples to judge their spacing, and anchors its newest
+        sample at the current frame; a recorded CSV is decided at once, its first sample anchored at t_frame
+        (video time 0, the CSV convention).
+        """
+        with self._lock:
+            if self.clock.decided or not self._pending:
+                return
+            if not now and len(self._pending) < self.clock.needed:
+                if self._first_frame_t is None or t_frame - self._first_frame_t < 1.0:
+                    return
+            ts = np.array([p[0] for p in self._pending])
+            ws = np.array([p[1] for p in self._pending])
+            self.clock.decide(ts, ws, t_frame, anchor_newest=not now)
+            for t, w in self._pending:
+                self._add(t, w)
+            self._pending.clear()
+
+    @property
+    def coverage(self) -> float | None:
+        """Percent of frame intervals that had gyro samples (None before the second frame)."""
+        return 100.0 * self.covered / self.frames if self.frames else None
+
+    @property
+    def source_used(self) -> str:
+        """What measured the last frame's rotation: "gyro", or "none" (no sample: a static camera assumed)."""
+        return "gyro" if self.status in ("ok", "gyro hold", "init") else "none"
+
+    def report(self) -> dict[str, object]:
+        """For the run summary: coverage, sample counts and what the clock check assumed."""
+        return {"provider": "gyro", "source": self.label, "frames": self.frames, "covered": self.covered,
+                "coverage_pct": self.coverage, "samples": self.samples, "rejected": self.rejected,
+                "bad_packets": getattr(self.source, "bad_packets", 0), "assumed": list(self.clock.assumed)}
 
     def _step(
         self, t_prev: float | None, t: float, frame: np.ndarray | None, bbox: np.ndarray | None
     ) -> tuple[np.ndarray, str]:
+        if self._first_frame_t is None:
+            self._first_frame_t = t
+        if not self.clock.decided:
+            self._calibrate(t)
         if t_prev is None:
             return IDENTITY.copy(), "init"
         ts, ws = self.buffer.window(t_prev, t)
         body, held_s, gap_s = integrate_body_rotation(ts, ws, t_prev, t, self.max_gap, self.max_step)
         status = "gyro gap" if gap_s > 0 else "gyro hold" if held_s > 0 else "ok"
+        self._account(t, covered=gap_s < (t - t_prev))
         return body.T, status
+
+    def _account(self, t: float, covered: bool) -> None:
+        """Coverage counts, and the warning after ``silence_s`` of frames without a sample (frame clock)."""
+        self.frames += 1
+        if covered:
+            self.covered += 1
+            if self._warned_silence:
+                log.warning("gyro %s: samples again after %.1f s without (coverage so far %.0f %%)", self.label,
+                            t - (self._silent_since or t), self.coverage)
+            self._silent_since, self._warned_silence = None, False
+            return
+        if self._silent_since is None:
+            self._silent_since = t
+        if not self._warned_silence and t - self._silent_since >= self.silence_s:
+            self._warned_silence = True
+            why = ("no sample received yet" if self.samples == 0 else
+                   "samples arrive but none near the frame times (clock or time_offset mismatch?)"
+                   if self.buffer.window(t - 1.0, t)[0].size == 0 else "samples too sparse")
+            log.warning("gyro %s: %.1f s of frames without gyro samples (%s): the camera is assumed static there "
+                        "(coverage so far %.0f %%)", self.label, t - self._silent_since, why, self.coverage)
 
     def close(self) -> None:
         if self.source is not None:
