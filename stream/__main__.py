@@ -174,11 +174,14 @@ def camera_motion_spec(kind: str | None, gyro: str | None) -> str:
     if kind not in (None, "gyro"):
         raise UsageError(f"--gyro is only used with --camera-motion gyro, not {kind}")
     if gyro.startswith(("tcp://", "ipc://", "inproc://")):
+        port = gyro.rpartition(":")[2]
+        if gyro.startswith("tcp://") and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise UsageError(f"--gyro {gyro!r}: expected tcp://HOST:PORT with a port 1..65535")
         return f"gyro:zmq:{gyro}"
     if gyro.startswith("udp://"):
         host, _, port = gyro[len("udp://"):].rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"--gyro {gyro!r}: expected udp://HOST:PORT")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise UsageError(f"--gyro {gyro!r}: expected udp://HOST:PORT with a port 1..65535")
         return f"gyro:udp:{host}:{port}"
     if _is_url(gyro):
         raise UsageError(f"--gyro {gyro!r}: unsupported scheme (use tcp://, ipc://, udp:// or a CSV file)")
@@ -190,6 +193,15 @@ def camera_motion_spec(kind: str | None, gyro: str | None) -> str:
 # ---------------------------------------------------------------------------------------------------- summary
 def _fmt_ms(d: dict[str, Any]) -> str:
     return "n/a" if d.get("p50") is None else f"{d['p50']:.1f}/{d['p99']:.1f}"
+
+
+def _gyro_lines(report: dict[str, Any] | None) -> list[str]:
+    if not report:
+        return []
+    cov = "n/a" if report["coverage_pct"] is None else f"{report['coverage_pct']:.1f} %"
+    return [f"gyro:      {report['source']}: coverage {cov} of {report['frames']} frame intervals, "
+            f"{report['samples']} samples ({report['rejected']} rejected, {report['bad_packets']} bad packets)"
+            ] + [f"gyro:      assumed: {a}" for a in report["assumed"]]
 
 
 def _record_text(stats: dict[str, Any]) -> str:
@@ -250,7 +262,7 @@ def human_summary(stats: dict[str, Any]) -> str:
         f"stages ms (p50/p99): {stages}",
         f"reprojection error / keypoint box height: {reproj_text}",
         f"errors:    {errors}",
-    ] + [f"warning:   {w}" for w in stats.get("warnings", [])] + ([_adapt_line(stats["adaptation"])] if stats.get("adaptation") else []))
+    ] + _gyro_lines(stats.get("camera_motion_report")) + [f"warning:   {w}" for w in stats.get("warnings", [])] + ([_adapt_line(stats["adaptation"])] if stats.get("adaptation") else []))
 
 
 def _adapt_line(a: dict[str, Any]) -> str:
@@ -408,6 +420,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             recorder.close()  # now, so the summary can say where the recording ended up
             stats.update(recorded=recorder.written, record_errors=recorder.errors, record_error=recorder.last_error,
                          recorded_to=str(recorder.final_path) if recorder.final_path else None)
+        report = getattr(camera_motion, "report", None)
+        if callable(report):
+            stats["camera_motion_report"] = report()
         stats["warnings"] = run_warnings(stats, source)
         return stats
     finally:
@@ -426,6 +441,10 @@ def run_warnings(stats: dict[str, Any], source: Any) -> list[str]:
     incomplete = getattr(source, "incomplete", None)
     if incomplete:
         out.append(incomplete)
+    gyro = stats.get("camera_motion_report") or {}
+    if gyro.get("coverage_pct") is not None and gyro["coverage_pct"] < 50.0:
+        out.append(f"gyro {gyro['source']} covered only {gyro['coverage_pct']:.0f} % of frames "
+                   f"({gyro['samples']} samples): the rest was treated as a static camera")
     return out
 
 

@@ -39,6 +39,7 @@ class ImageFolderSource(Source):
         self._index = 0
         self._seq = 0
         self.skipped: list[Path] = []
+        self.incomplete: str | None = None  # set at the end when images had to be skipped
         first = cv2.imread(str(self.paths[0]), cv2.IMREAD_COLOR)
         self._size = (first.shape[1], first.shape[0]) if first is not None else (0, 0)
         self.status = f"playing {folder.name} ({len(self.paths)} images)"
@@ -58,6 +59,8 @@ class ImageFolderSource(Source):
             frame = Frame(image, self._seq, time.monotonic(), meta={"path": str(path), "frame_index": self._index - 1})
             self._seq += 1
             return frame
+        if not self.finished and self.skipped:
+            self.incomplete = f"{len(self.skipped)} of {len(self.paths)} images could not be decoded"
         self.finished = True
         self.status = f"finished ({self._seq} images, {len(self.skipped)} skipped)"
         return None

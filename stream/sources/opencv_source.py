@@ -3,10 +3,14 @@
 Live sources (a webcam index or a URL) are read by a background thread that keeps only the newest frame:
 the pose model must see the present, not a queue of the past, so stale frames are dropped and counted.
 A dead camera never raises out of `read()`; the thread reports it in `.status` and reconnects with backoff.
-Video files are read on the caller's thread, paced at the file's fps (or as fast as possible).
+Video files are read on the caller's thread, paced at the file's fps (or as fast as possible), and so is a
+video *file* behind an http(s) URL (it reports a frame count; a live HTTP stream does not): it plays once, at its
+fps, instead of being decoded flat out and replayed from the start on every reconnect. A file that ends before
+its container's frame count (truncated or corrupt) says so in ``incomplete``.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -16,7 +20,12 @@ import numpy as np
 
 from stream.sources.base import Frame, Pacer, Source
 
+log = logging.getLogger(__name__)
 _FALLBACK_FPS = 30.0
+#: Frames a file may fall short of its container's count before it counts as incomplete (estimates are rough).
+_COUNT_SLACK = 1
+#: Consecutive failed reads inside a file's frame count tried before giving up (a corrupt frame mid-file).
+_CORRUPT_RETRIES = 5
 
 
 def _is_url(spec: str) -> bool:
@@ -63,14 +72,32 @@ class OpenCVSource(Source):
                 raise FileNotFoundError(f"video file not found: {path}")
             self.kind, self._target, self.name = "video", str(path), path.name
         self._fps = float(fps) if fps else _FALLBACK_FPS
+        self.incomplete: str | None = None
+        if self.kind == "url" and str(src).lower().startswith(("http://", "https://")):
+            cap = self._open_url()
+            if cap is not None and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0:  # a file served over HTTP
+                self.kind = "video"
+                self._init_video(realtime, cap)
+                return
+            if cap is not None:
+                cap.release()
         if self.kind == "video":
             self._init_video(realtime)
         else:
             self._init_live()
 
     # ------------------------------------------------------------------ video files (caller's thread)
-    def _init_video(self, realtime: bool) -> None:
-        cap = cv2.VideoCapture(self._target)
+    def _open_url(self) -> cv2.VideoCapture | None:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._open_timeout_ms,
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._open_timeout_ms]
+        cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, params)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        return cap
+
+    def _init_video(self, realtime: bool, cap: cv2.VideoCapture | None = None) -> None:
+        cap = cap if cap is not None else cv2.VideoCapture(self._target)
         if not cap.isOpened():
             raise ValueError(f"OpenCV cannot decode video file {self._target}")
         self._cap: cv2.VideoCapture | None = cap
@@ -86,12 +113,23 @@ class OpenCVSource(Source):
         if self.finished or self._cap is None:
             return None
         ok, image = self._cap.read()
+        retries = 0
+        while (not ok or image is None) and self._index + retries < self.frame_count and retries < _CORRUPT_RETRIES:
+            retries += 1  # a corrupt frame inside the file: try the next ones before calling it the end
+            ok, image = self._cap.read()
         if not ok or image is None:
             self.finished = True
             self.status = f"finished {self.name} ({self._index} frames)"
+            if self.frame_count > 0 and self._index < self.frame_count - _COUNT_SLACK:
+                self.incomplete = (f"{self.name} ended after {self._index} of {self.frame_count} frames "
+                                   "(truncated or corrupt file)")
+                log.warning("%s", self.incomplete)
             self._cap.release()
             self._cap = None
             return None
+        if retries:
+            self._index += retries  # keep video_time on the file's timeline
+            log.warning("%s: skipped %d undecodable frame(s) before frame %d", self.name, retries, self._index)
         self._pacer.wait(self._index)  # after decoding, so decode time is hidden inside the frame interval
         t = time.monotonic()
         frame = Frame(image, self._index, t, meta={"frame_index": self._index, "video_time": self._index / self._fps})
