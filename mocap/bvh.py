@@ -129,6 +129,29 @@ class Bvh:
         return pos_np, glob_np
 
 
+    def head(self, frames: int) -> "Bvh":
+        """The same skeleton with only its first `frames` frames (cheap pose analysis of a long file)."""
+        return Bvh(self.names, self.parents, self.offsets, self.channels, self.channel_start, self.end_sites,
+                   self.end_offsets, self.frame_time, self.motion[:frames], self.path)
+
+    def promote_end_site(self, e: int, name: str) -> "Bvh":
+        """A copy in which End Site e becomes a joint `name` without channels (appended last, so parents stay
+        before children): a skeleton lacking a joint (Poser's head, a toe) still gives its position."""
+        if not 0 <= e < len(self.end_sites):
+            raise ValueError(f"{self.path}: no End Site {e}")
+        if name in self.names:
+            raise ValueError(f"{self.path}: joint {name!r} already exists")
+        keep = [k for k in range(len(self.end_sites)) if k != e]
+        return Bvh(
+            names=self.names + [name], parents=self.parents + [self.end_sites[e]],
+            offsets=np.concatenate((self.offsets, self.end_offsets[e : e + 1]), 0),
+            channels=self.channels + [()],
+            channel_start=np.append(self.channel_start, self.num_channels).astype(np.int64),
+            end_sites=[self.end_sites[k] for k in keep], end_offsets=self.end_offsets[keep].reshape(-1, 3),
+            frame_time=self.frame_time, motion=self.motion, path=self.path,
+        )
+
+
 def _read_text(path: Path) -> str:
     if path.suffix == ".xz" or path.name.endswith(".lzma"):
         with lzma.open(path, "rt", encoding="utf-8", errors="replace") as fh:
@@ -381,7 +404,7 @@ def bvh_files(root: str | Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise ValueError(f"{root}: no such file or directory")
-    return sorted(p for p in root.rglob("*") if p.is_file() and (p.name.endswith(".bvh") or p.name.endswith(".bvh.xz")))
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith((".bvh", ".bvh.xz")))
 
 
 def _bench(root: Path) -> dict:

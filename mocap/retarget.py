@@ -32,14 +32,21 @@ import torch
 
 from mocap.body import Body, BuiltinBody
 from mocap.bvh import Bvh, bvh_files, read_bvh
+from mocap.retarget_auto import auto_mapping
 from mocap.retarget_presets import get_mapping
 from mocap.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, matrix_to_axis_angle, \
     matrix_to_quaternion, quaternion_to_axis_angle
 from mocap.skeleton import NUM_BETAS, NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 
-#: Candidate unit scales to metres, chosen by the source's pelvis -> ankle path length (about 0.85 m in adults).
-UNIT_SCALES: dict[str, float] = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "inch": 0.0254}
-_LEG_PATH_M = 0.85
+#: Candidate unit scales to metres, chosen by the standing height they give (see `detect_unit_scale`). "cmu" is
+#: the CMU ASF/AMC length unit (1/0.45 inch) that many CMU BVH conversions kept.
+UNIT_SCALES: dict[str, float] = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "inch": 0.0254,
+                                 "cmu": 0.0254 / 0.45}
+#: Adult standing height the unit choice aims at, and standing height over (pelvis -> ankle + pelvis -> head bone
+#: paths) in SMPL's rest skeleton (ankle height and the skull above the head joint make up the difference).
+_STANDING_HEIGHT_M = 1.70
+_HEIGHT_PER_PATH = 1.15
+_LEG_SHARE = 0.59  # pelvis -> ankle path over the sum above, for skeletons without a head/neck mapped
 #: Weight of the parent-orientation prior in the rest-correction fit (per frame; bone terms weigh ~0.1-0.4).
 _PARENT_PRIOR = 0.01
 _HEAD = SMPL_JOINT_NAMES.index("head")
@@ -113,15 +120,30 @@ def _path_length(bvh: Bvh, a: int, b: int) -> float:
     return total
 
 
-def detect_unit_scale(bvh: Bvh, mapping: dict[str, str]) -> float:
-    """Metres per file unit, picked from UNIT_SCALES by the pelvis -> left ankle bone-path length."""
-    foot = mapping.get("l_ankle", mapping.get("l_knee"))
-    if foot is None:
+def standing_height(bvh: Bvh, mapping: dict[str, str]) -> float:
+    """Standing height in file units from bone path lengths (pose independent): legs and trunk, scaled by the
+    ratio SMPL's rest skeleton has (ankle height and skull on top)."""
+    pelvis = bvh.index(mapping["pelvis"])
+    legs = [_path_length(bvh, pelvis, bvh.index(mapping[k])) for k in ("l_ankle", "r_ankle", "l_knee", "r_knee")
+            if k in mapping][:2]
+    if not legs or not max(legs) > 0:
         raise ValueError(f"{bvh.path}: need l_ankle or l_knee mapped to detect units; pass scale=")
-    leg = _path_length(bvh, bvh.index(mapping["pelvis"]), bvh.index(foot))
-    if not leg > 0:
-        raise ValueError(f"{bvh.path}: zero leg length, cannot detect units; pass scale=")
-    return min(UNIT_SCALES.values(), key=lambda s: abs(np.log(leg * s / _LEG_PATH_M)))
+    leg = max(legs)
+    top = next((mapping[k] for k in ("head", "neck") if k in mapping), None)
+    if top is None:
+        return leg / _LEG_SHARE * _HEIGHT_PER_PATH
+    return (leg + _path_length(bvh, pelvis, bvh.index(top))) * _HEIGHT_PER_PATH
+
+
+def detect_unit_scale(bvh: Bvh, mapping: dict[str, str]) -> float:
+    """Metres per file unit: the UNIT_SCALES entry giving the most plausible adult standing height."""
+    height = standing_height(bvh, mapping)
+    return min(UNIT_SCALES.values(), key=lambda s: abs(np.log(height * s / _STANDING_HEIGHT_M)))
+
+
+def unit_name(scale: float) -> str:
+    """Name of a UNIT_SCALES value ('' when it is not one, e.g. a user scale)."""
+    return next((k for k, v in UNIT_SCALES.items() if abs(v - scale) < 1e-12), "")
 
 
 def _up_rotation(up: np.ndarray) -> np.ndarray:
@@ -154,7 +176,23 @@ def source_from_bvh(bvh: Bvh, mapping: dict[str, str], scale: float | None = Non
         raise ValueError(f"up must be 'auto', 'y' or 'z', got {up!r}")
     pos = pos @ fix.T
     rot = fix @ rot
+    pos = pos + _root_offset_shift(bvh, pos, fix, scale)
     return SourceMotion(list(bvh.names), list(bvh.parents), pos, rot, bvh.fps, Path(bvh.path).name, scale)
+
+
+def _root_offset_shift(bvh: Bvh, pos: np.ndarray, fix: np.ndarray, scale: float) -> np.ndarray:
+    """(3,) world shift adding the root's OFFSET back where the file means root position = OFFSET + channels.
+
+    The BVH habit is that root position channels are absolute (they replace OFFSET), but some exporters
+    (Reallusion iClone "origin at hip") write them relative to OFFSET: read the usual way the whole clip floats
+    a metre below the floor. Pick the reading whose floor (low percentile of the lowest joint, Y up) is nearer 0.
+    """
+    offset = bvh.offsets[0]
+    if not any(c in bvh.channels[0] for c in ("Xposition", "Yposition", "Zposition")) or not np.any(offset):
+        return np.zeros(3)
+    shift = fix @ (offset * scale)
+    floor = float(np.percentile(pos[..., 1].min(axis=1), 5))
+    return shift if abs(floor + shift[1]) < abs(floor) else np.zeros(3)
 
 
 # --- small rotation helpers (numpy, batched) ------------------------------------------------------------------------
@@ -547,8 +585,12 @@ def joint_errors(result: RetargetResult, src: SourceMotion, src_idx: np.ndarray,
 
 def load_source(path: str | Path, preset: str = "auto", mapping_file: str | Path | None = None,
                 scale: float | None = None, up: str = "auto") -> tuple[SourceMotion, dict[str, str], str]:
-    """Read a BVH and prepare it: (SourceMotion, mapping, preset label)."""
+    """Read a BVH and prepare it: (SourceMotion, mapping, label). preset 'auto' maps any humanoid skeleton
+    (mocap/retarget_auto.py; the label is its naming family); a named preset or mapping file maps by names."""
     bvh = read_bvh(path)
+    if mapping_file is None and preset == "auto":
+        auto = auto_mapping(bvh)
+        return source_from_bvh(auto.bvh, auto.mapping, scale, up), auto.mapping, auto.family
     label, mapping = get_mapping(bvh.names, preset, mapping_file)
     return source_from_bvh(bvh, mapping, scale, up), mapping, label
 
@@ -586,7 +628,10 @@ def resample(result: RetargetResult, fps: float) -> RetargetResult:
     if abs(result.fps - fps) < 1e-2 * fps / 30.0 or result.num_frames < 2:
         return result
     duration = (result.num_frames - 1) / result.fps
-    t = np.arange(int(np.floor(duration * fps + 1e-6)) + 1) / fps * result.fps  # in source frames
+    # A quarter-frame slack: headers round the frame time (CMU's 0.008333 s is 120.005 fps), which must not
+    # drop the last output frame; times past the last source frame hold it.
+    count = int(np.floor(duration * fps + 0.25)) + 1
+    t = np.minimum(np.arange(count) / fps * result.fps, result.num_frames - 1)  # in source frames
     i0 = np.minimum(np.floor(t).astype(np.int64), result.num_frames - 2)
     alpha = (t - i0)[:, None]
     q = axis_angle_to_quaternion(result.pose_aa.astype(np.float64))  # (T, 24, 4)
@@ -640,15 +685,54 @@ def evaluate(root: str | Path, limit: int | None = None, preset: str = "auto") -
     }
 
 
+def check_file(path: str | Path) -> dict:
+    """What the automatic mapping makes of one file: family, method, mapping, derived joints, units."""
+    bvh = read_bvh(path)
+    auto = auto_mapping(bvh)
+    scale = detect_unit_scale(auto.bvh, auto.mapping)
+    return {"file": str(path), "family": auto.family, "method": auto.method, "units": unit_name(scale),
+            "metres_per_unit": round(scale, 6), "height_m": round(standing_height(auto.bvh, auto.mapping) * scale, 3),
+            "frames": bvh.num_frames, "fps": round(bvh.fps, 3),
+            "mapping": {j: auto.mapping[j] for j in SMPL_JOINT_NAMES if j in auto.mapping}, "derived": auto.derived}
+
+
+def _check_main(paths: list[str], as_json: bool) -> int:
+    """--check: print each file's mapping; 1 when any file cannot be mapped (each named with its reason)."""
+    failed = 0
+    for p in paths:
+        try:
+            out = check_file(p)
+        except ValueError as exc:
+            failed += 1
+            print(json.dumps({"file": p, "error": str(exc)}) if as_json else f"{p}: CANNOT MAP: {exc}")
+            continue
+        if as_json:
+            print(json.dumps(out))
+            continue
+        print(f"{p}: family {out['family']} ({out['method']}), units {out['units'] or out['metres_per_unit']} "
+              f"({out['metres_per_unit']} m/unit, standing height {out['height_m']} m), "
+              f"{out['frames']} frames at {out['fps']} fps")
+        for j in SMPL_JOINT_NAMES:
+            if j in out["mapping"]:
+                how = f"  ({out['derived'][j]})" if j in out["derived"] else ""
+                print(f"  {j:<11} <- {out['mapping'][j]}{how}")
+        print("  unmapped: " + (", ".join(j for j in SMPL_JOINT_NAMES if j not in out["mapping"]) or "none"))
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mocap.retarget", description="Retarget BVH motion to SMPL-24.")
     ap.add_argument("path", nargs="?", help="a .bvh/.bvh.xz file to retarget and summarize")
+    ap.add_argument("--check", nargs="+", metavar="FILE", help="print the automatic joint mapping and units of "
+                    "each file; exit 1 if any cannot be mapped")
     ap.add_argument("--eval", metavar="DIR", help="mean retarget error over the BVH files under DIR")
     ap.add_argument("--limit", type=int, help="with --eval: evenly spaced subset of this many files")
     ap.add_argument("--preset", default="auto", help="auto | bandai | cmu | poser")
     ap.add_argument("--mapping", help="JSON file {smpl_joint: source_joint} (overrides --preset)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
+    if args.check:
+        return _check_main(args.check, args.json)
     if args.eval:
         out = evaluate(args.eval, args.limit, args.preset)
     elif args.path:
@@ -657,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
                "scale": res.scale, "betas": [round(float(b), 3) for b in res.betas],
                "mean_error_cm": round(100 * res.mean_error, 3)}
     else:
-        ap.error("give a file or --eval DIR")
+        ap.error("give a file, --check FILE..., or --eval DIR")
     print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
 

@@ -1,4 +1,8 @@
-"""`python -m mocap.data build --bvh DIR [DIR...] --out DIR [--limit N] [--workers N]`."""
+"""`python -m mocap.data build --bvh DIR [DIR...] --out DIR [--limit N] [--workers N]`.
+
+Exit status: 0 when every file was imported, 1 when any file was skipped or no clip was built (each skipped
+file is named with its reason on stderr), 2 when there was nothing to build from (e.g. no BVH files).
+"""
 from __future__ import annotations
 
 import argparse
@@ -20,10 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from mocap.data.build import build
 
-    meta = build(args.bvh, args.out, args.limit, max(1, args.workers), args.preset, args.mapping,
-                 progress=not args.no_progress)
+    try:
+        meta = build(args.bvh, args.out, args.limit, max(1, args.workers), args.preset, args.mapping,
+                     progress=not args.no_progress)
+    except ValueError as exc:  # nothing to build from (no BVH files, clashing names): one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     summary = {k: meta[k] for k in ("files", "train", "val", "seconds")} | {"skipped": len(meta["skipped"])}
     print(json.dumps(summary))
+    for s in meta["skipped"]:
+        print(f"error: skipped {s['file']}: {s['error']}", file=sys.stderr)
+    clips = meta["train"]["clips"] + meta["val"]["clips"]
+    if meta["skipped"] or not clips:
+        print(f"error: {len(meta['skipped'])} of {meta['files']} file(s) skipped, {clips} clip(s) built",
+              file=sys.stderr)
+        return 1
     return 0
 
 

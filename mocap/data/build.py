@@ -1,8 +1,9 @@
 """Turn BVH folders into the cached SMPL datasets `train.npz` / `val.npz` (docs/architecture.md, "Cached datasets").
 
 Each file is retargeted to SMPL-24 (mocap/retarget.py), resampled to 30 fps, and assigned a split by name
-(mocap/data/splits.py). Clips are concatenated along frames. A file that fails is skipped with a warning; the
-build never aborts for one bad clip. `OUT/meta.json` records what was built, skipped, and the retarget error.
+(mocap/data/splits.py). Clips are concatenated along frames. A file that fails is skipped and named with its reason;
+the build never aborts for one bad clip (the command line then exits non-zero). `OUT/meta.json` records what was
+built, skipped, and the retarget error.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def build(bvh_dirs: Sequence[str | Path], out: str | Path, limit: int | None = N
         files.extend(bvh_files(d))
     files = pick_evenly(sorted(set(files)), limit)
     if not files:
-        raise ValueError(f"no .bvh / .bvh.xz files under {list(map(str, bvh_dirs))}")
+        raise ValueError(f"no .bvh / .bvh.xz files under {', '.join(map(str, bvh_dirs))}")
     names = [f.name for f in files]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
