@@ -49,8 +49,7 @@ _PART_OF = {word: part for part, words in _LIMB_PARTS.items() for word in words}
 #: Words that may follow a bare l/r prefix (Poser's lThigh, CMU ASF's lfemur, LHipJoint).
 _PREFIX_WORDS = tuple(sorted(set(_PART_OF) | {"hipjoint", "buttock", "fingers", "thumb"}, key=len, reverse=True))
 #: Helper bones that are never the main joint of a limb.
-_HELPER = re.compile(r"twist|roll|share|nub|(?<!b)end$|finger|thumb|index|middle|ring|pinky|toe\d|ik|pole|"
-                     r"target|helper|correct|weapon|prop|meta|pinkie")
+_HELPER = re.compile(r"twist|roll|share|nub|(?<!b)end$|finger|thumb|index|middle|ring|pinky|helper|corrective")
 _RIG_PREFIXES = ("cc_base_", "rl_", "bip01_", "bip01 ", "bip001 ", "def-", "def_", "org-", "valvebiped.bip01_")
 _FAMILY_RULES: tuple[tuple[str, re.Pattern], ...] = (
     ("mixamo", re.compile(r"^mixamorig\d*:", re.I)),
@@ -154,7 +153,7 @@ def side_and_part(name: str) -> tuple[str, str]:
     ('l', 'upleg'); 'thigh.R' -> ('r', 'thigh'); 'lShldrBend' -> ('l', 'shldrbend'); 'spine_01' -> ('', 'spine01')."""
     low = _strip(name)
     side, rest = "", low
-    m = (re.match(r"^(left|right)[\s._-]*(.+)$", low) or re.match(r"^(.+?)[\s._-]+(l|r|left|right)(?:[\s._-]*\d+)?$", low)
+    m = (re.match(r"^(?:.*?[\s._-])?(left|right)[\s._-]*(.+)$", low) or re.match(r"^(.+?)[\s._-]+(l|r|left|right)(?:[\s._-]*\d+)?$", low)
          or re.match(r"^(l|r)[\s._-]+(.+)$", low) or re.match(r"^(.+?)(left|right)$", low))
     if m:
         a, b = m.group(1), m.group(2)

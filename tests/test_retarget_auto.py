@@ -404,9 +404,19 @@ def test_topology_fallback_z_up_floor_root(tmp_path: Path) -> None:
     ("spine_01", ("", "spine01")), ("calf_r", ("r", "calf")), ("CC_Base_L_Thigh", ("l", "thigh")),
     ("LHipJoint", ("l", "hipjoint")), ("rbuttock", ("r", "buttock")), ("lowerback", ("", "lowerback")),
     ("HandLeft", ("l", "hand")), ("Hips", ("", "hips")), ("root", ("", "root")),
+    ("Character1_LeftUpLeg", ("l", "upleg")), ("Bip01 R Toe0", ("r", "toe0")), ("upperarm_twist_01_l", ("l", "upperarmtwist01")),
 ])
 def test_side_and_part(name: str, expected: tuple[str, str]) -> None:
     assert side_and_part(name) == expected
+
+
+def test_limb_parts_skip_helpers() -> None:
+    from mocap.retarget_auto import limb_part
+    assert limb_part("Bip01 R Toe0") == ("r", "toe")
+    assert limb_part("upperarm_twist_01_l") == ("l", "")
+    assert limb_part("CC_Base_L_BigToe1") == ("l", "")
+    assert limb_part("mixamorig:LeftHandIndex1") == ("l", "")
+    assert limb_part("LeftShoulder") == ("l", "shoulder") and limb_part("lShldrBend") == ("l", "arm")
 
 
 def test_family_names() -> None:
