@@ -362,6 +362,20 @@ def test_family_maps_and_lands_on_source(family: str, tmp_path: Path) -> None:
     assert joints[-1, la, 1] > joints[-1, ra, 1] + 0.15  # left foot lifted by the knee bend + hip flexion
 
 
+def test_missing_head_and_toes_without_end_sites_still_import(tmp_path: Path) -> None:
+    """Nothing to derive the head or toes from: they stay unmapped (SMPL's follow their parents), not rejected."""
+    fam = FAMILIES["poser-daz"]
+    bare = Family(fam.joints, [e for e in fam.ends if e[0] not in ("neck", "lfoot", "rfoot")], fam.units, fam.label,
+                  {k: v for k, v in fam.expect.items() if k not in ("head", "l_foot", "r_foot")})
+    path = write_family(tmp_path / "bare.bvh", bare)
+    info = check_file(path)
+    assert "head" not in info["mapping"] and "l_foot" not in info["mapping"] and info["units"] == "inch"
+    res = retarget_bvh(path)
+    joints = smpl_joints(res)
+    assert res.mean_error < 0.04
+    assert joints[0, SMPL_JOINT_NAMES.index("head"), 1] > joints[0, SMPL_JOINT_NAMES.index("neck"), 1]
+
+
 def test_cmu_120fps_resamples_to_30(tmp_path: Path) -> None:
     from mocap.retarget import resample
     path = write_family(tmp_path / "cmu120.bvh", FAMILIES["cmu-asf"], frames=121, fps=120.0)
