@@ -27,7 +27,7 @@ from scipy.linalg import lapack
 
 from mocap.camera import CONF_THRESHOLD
 from mocap.fitting import so3
-from mocap.fitting.body_numpy import BodyTables, body_tables, keypoint_beta_jacobian, pose
+from mocap.fitting.body_numpy import BodyTables, PosedBody, body_tables, keypoint_beta_jacobian, pose
 from mocap.fitting.limits import LIMIT_HI, LIMIT_LO
 from mocap.skeleton import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 
@@ -50,23 +50,25 @@ class RefineConfig:
     root_prior: float = 0.02       # per rad^2, camera-frame root orientation
     shift_prior: float = 0.5       # per (bbox unit)^2 of image shift of the root
     depth_prior: float = 0.5       # per (relative depth change)^2
-    pose_temporal: float = 0.02    # toward the previous refined frame's correction
-    root_temporal: float = 0.05
+    pose_temporal: float = 2.0     # toward the previous refined frame's correction
+    root_temporal: float = 5.0
     shift_temporal: float = 1.0
     depth_temporal: float = 2.0
-    motion_scale: float = 0.01     # network keypoint speed (bbox units / frame) at which temporal weights halve
+    motion_scale: float = 0.0      # network keypoint speed (bbox units / frame) at which temporal weights halve
+    innovation_scale: float = 0.03  # reprojection error of the carried correction at which they halve
     limit: float = 10.0            # per rad^2 outside the box
     beta_track: float = 1.0        # per beta^2, toward the track's running estimate
     beta_rate: float = 0.02        # running-estimate update rate once past 1 / beta_rate frames (a mean before)
     damping: float = 1e-3          # initial LM damping (relative to the Hessian diagonal)
-    min_keypoints: int = 4         # fewer confident keypoints: no refinement, the network output is kept
+    min_keypoints: int = 4         # fewer confident keypoints: no fit this frame (see coast_decay)
+    coast_decay: float = 0.8       # per frame without evidence, the last correction fades by this factor
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"RefineConfig.{name} must be finite and >= 0, got {value}")
-        if self.sigma <= 0 or self.min_keypoints < 1:
-            raise ValueError("RefineConfig.sigma must be > 0 and min_keypoints >= 1")
+        if self.sigma <= 0 or self.min_keypoints < 1 or self.coast_decay > 1:
+            raise ValueError("RefineConfig.sigma must be > 0, min_keypoints >= 1 and coast_decay <= 1")
 
 
 @dataclass
@@ -82,10 +84,12 @@ class TrackState:
     betas: np.ndarray | None = None
     uv_net: np.ndarray | None = None   # (21, 2) the network's keypoints in pixels last frame (NaN: not seen)
     frames: int = 0
-    refined: int = 0               # frames actually refined (others kept the network output)
+    refined: int = 0               # frames fitted to their keypoints
+    coasted: int = 0               # frames without evidence that carried the fading correction
 
     def reset(self) -> None:
-        self.correction, self.betas, self.uv_net, self.frames, self.refined = None, None, None, 0, 0
+        self.correction, self.betas, self.uv_net = None, None, None
+        self.frames = self.refined = self.coasted = 0
 
 
 class Refined(NamedTuple):
@@ -96,7 +100,7 @@ class Refined(NamedTuple):
     cam_trans: np.ndarray       # (3,) pelvis in the camera frame
     joints_rel: np.ndarray      # (24, 3) camera-frame joints minus the pelvis
     keypoints_rel: np.ndarray   # (21, 3) camera-frame keypoints minus the pelvis
-    cost_start: float           # energy at the network's output (with the track's betas)
+    cost_start: float           # energy at the start point (network output + the track's last correction)
     cost_end: float
     steps: int                  # accepted LM steps
 
@@ -132,15 +136,17 @@ def _parameters_of(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.nd
     return x, np.asarray(outputs["cam_root_rotmat"], np.float64)
 
 
+def _pose_at(x: np.ndarray, root_net: np.ndarray, tables: BodyTables) -> tuple[np.ndarray, PosedBody]:
+    """Local rotations (24, 3, 3) (joint 0: exp(d0) R_root_net) and the posed body at parameters x (85,)."""
+    rot = so3.exp(x[: 3 * NUM_JOINTS].reshape(NUM_JOINTS, 3))
+    rot[0] = rot[0] @ root_net
+    return rot, pose(rot, x[I_BETA], tables)
+
+
 def _evaluate(x: np.ndarray, prob: _Problem) -> dict[str, Any]:
     """Pose the body at x; residuals, robust weights and energy."""
-    t = prob.tables
     aa = x[I_BODY].reshape(NUM_JOINTS - 1, 3)
-    d0 = x[I_ROOT]
-    rot = np.empty((NUM_JOINTS, 3, 3))
-    rot[0] = so3.exp(d0) @ prob.root_net
-    rot[1:] = so3.exp(aa)
-    body = pose(rot, x[I_BETA], t)
+    rot, body = _pose_at(x, prob.root_net, prob.tables)
     p = body.keypoints[prob.vis] + x[I_TRANS]                                  # (n, 3) camera frame
     z = p[:, 2]
     if np.any(z <= 1e-3):
@@ -155,8 +161,21 @@ def _evaluate(x: np.ndarray, prob: _Problem) -> dict[str, Any]:
     over = np.maximum(aa - LIMIT_HI, 0.0) + np.minimum(aa - LIMIT_LO, 0.0)      # (23, 3) hinge
     lim = prob.limit * float(np.einsum("ij,ij->", over, over))
     w = prob.conf * (prob.sigma2 / denom) ** 2                                   # IRLS weights (n,)
-    return {"cost": data + quad + lim, "x": x, "body": body, "p": p, "r": r, "w": w, "over": over, "dev": dev,
-            "rot": rot}
+    return {"cost": data + quad + lim, "data": data, "lim": lim, "x": x, "body": body, "p": p, "r": r, "e2": e2,
+            "w": w, "over": over, "dev": dev, "rot": rot}
+
+
+def _recost(ev: dict[str, Any], prob: _Problem) -> None:
+    """Refresh an evaluation's quadratic terms after prob.centre / prob.weight changed (geometry unchanged)."""
+    ev["dev"] = ev["x"] - prob.centre
+    ev["cost"] = ev["data"] + ev["lim"] + float(np.dot(prob.weight, ev["dev"] * ev["dev"]))
+
+
+def _linearize_at(prob: _Problem, ev: dict[str, Any]) -> None:
+    """Fix the Jacobian's slowly varying factors at an evaluated start point (see `_jacobian`)."""
+    prob.extra["moves"] = prob.tables.moves[prob.vis][:, :, None]
+    prob.extra["jl"] = so3.left_jacobian(ev["x"][: 3 * NUM_JOINTS].reshape(NUM_JOINTS, 3))
+    prob.extra["dkb"] = keypoint_beta_jacobian(ev["body"].glob, prob.tables)[prob.vis]
 
 
 def _cross_rows(arm: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -170,11 +189,11 @@ def _cross_rows(arm: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _step(ev: dict[str, Any], prob: _Problem) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Newton normal equations (H (85, 85), g (85,)) at an evaluated point.
+def _jacobian(ev: dict[str, Any], prob: _Problem) -> np.ndarray:
+    """d residuals (2n, flattened (n, 2)) / d parameters (85) at an evaluated point, analytic.
 
     The left Jacobians of the axis-angles and the beta Jacobian are taken at the frame's start point (they vary
-    slowly over a few small steps; the LM acceptance test keeps the iteration honest).
+    slowly over a few small steps; the LM acceptance test keeps the iteration honest): exact there.
     """
     t = prob.tables
     body, p = ev["body"], ev["p"]
@@ -200,6 +219,12 @@ def _step(ev: dict[str, Any], prob: _Problem) -> tuple[np.ndarray, np.ndarray]:
     jac[:, : 3 * NUM_JOINTS] = np.swapaxes(rot_cols, 0, 1).reshape(2 * n, 3 * NUM_JOINTS)
     jac[:, I_TRANS] = a.reshape(2 * n, 3)
     jac[:, I_BETA] = (a @ prob.extra["dkb"]).reshape(2 * n, NUM_BETAS)
+    return jac
+
+
+def _step(ev: dict[str, Any], prob: _Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Newton normal equations (H (85, 85), g (85,)) at an evaluated point (IRLS-weighted data term)."""
+    jac = _jacobian(ev, prob)
     jw = jac.T * np.repeat(ev["w"], 2)
     h = jw @ jac
     g = jw @ ev["r"].reshape(-1)
@@ -250,6 +275,15 @@ def _motion_factor(uv: np.ndarray, uv_prev: np.ndarray | None, inv_box: float, s
     return 1.0 / (1.0 + (v / scale) ** 2)
 
 
+def _innovation_factor(e2: np.ndarray, scale: float) -> float:
+    """1 / (1 + (e / scale)^2) for the median reprojection error e (bbox units) of the carried correction: while
+    it still explains the keypoints the temporal terms hold it steady; when the network's error changes faster
+    than the correction follows (fast sport, a new pose), they let go (scale 0: no adaptation)."""
+    if scale <= 0 or e2.size == 0:
+        return 1.0
+    return 1.0 / (1.0 + float(np.median(e2)) / scale**2)
+
+
 def _weights(cfg: RefineConfig, x_net: np.ndarray, inv_box: float, focal: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-parameter prior and temporal weights (85,) each, in parameter units."""
     z = max(float(x_net[I_TRANS][2]), 1e-3)
@@ -262,6 +296,29 @@ def _weights(cfg: RefineConfig, x_net: np.ndarray, inv_box: float, focal: float)
     temporal[I_TRANS] = (cfg.shift_temporal * shift, cfg.shift_temporal * shift, cfg.depth_temporal / z**2)
     prior[I_BETA], temporal[I_BETA] = 0.0, 0.0
     return prior, temporal
+
+
+def _refined(x: np.ndarray, rot: np.ndarray, body: PosedBody, cost_start: float, cost_end: float, steps: int) -> Refined:
+    pelvis = body.joints[0]
+    return Refined(rot, x[I_BETA].copy(), x[I_TRANS].copy(), body.joints - pelvis, body.keypoints - pelvis,
+                   cost_start, cost_end, steps)
+
+
+def _coast(x_net: np.ndarray, root_net: np.ndarray, track: TrackState, cfg: RefineConfig) -> Refined | None:
+    """A frame without usable evidence: the network's output plus the track's last correction, faded by
+    `coast_decay` per frame, so the published pose neither jumps back to the raw network output and again to the
+    fit when the keypoints return (a jitter spike each way), nor holds a stale correction for long.
+    None on a track with no correction yet (the network output as it is)."""
+    if track.correction is None:
+        return None
+    track.correction = track.correction * cfg.coast_decay
+    x = x_net + track.correction
+    if track.betas is not None:
+        x[I_BETA] = track.betas
+    track.uv_net = None
+    track.coasted += 1
+    rot, body = _pose_at(x, root_net, body_tables())
+    return _refined(x, rot, body, float("nan"), float("nan"), 0)
 
 
 def refine_person(
@@ -283,45 +340,42 @@ def refine_person(
     K = np.asarray(K, np.float64)
     if kp2d.shape != (NUM_KEYPOINTS, 3) or K.shape != (3, 3):
         raise ValueError(f"kp2d must be ({NUM_KEYPOINTS}, 3) and K (3, 3), got {kp2d.shape} and {K.shape}")
-    vis = _visible(kp2d)
-    if vis.size < cfg.min_keypoints or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        return None
-    uv = kp2d[vis, :2]
-    box = float(max(np.ptp(uv[:, 0]), np.ptp(uv[:, 1])))
-    if not box > 0:
-        return None
     try:
         x_net, root_net = _parameters_of(outputs)
     except (KeyError, ValueError, IndexError):
         return None
     if not (np.isfinite(x_net).all() and np.isfinite(root_net).all()) or x_net[I_TRANS][2] <= 1e-3:
         return None
+    vis = _visible(kp2d)
+    uv = kp2d[vis, :2]
+    box = float(max(np.ptp(uv[:, 0]), np.ptp(uv[:, 1]))) if vis.size else 0.0
+    if vis.size < cfg.min_keypoints or not box > 0 or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        return _coast(x_net, root_net, track, cfg)
 
     inv_box = 1.0 / box
     prior, temporal = _weights(cfg, x_net, inv_box, float(K[0, 0]))
     uv_net = _project_all(outputs, K)
-    if track.correction is None:
-        temporal = np.zeros_like(temporal)
-        target_t = x_net
-    else:
-        temporal *= _motion_factor(uv_net, track.uv_net, inv_box, cfg.motion_scale)
-        target_t = x_net + track.correction
-    weight = prior + temporal
-    centre = np.where(weight > 0, (prior * x_net + temporal * target_t) / np.maximum(weight, 1e-300), x_net)
     beta_track = x_net[I_BETA] if track.betas is None else track.betas
-    centre[I_BETA] = beta_track
-    weight[I_BETA] = cfg.beta_track
-    prob = _Problem(body_tables(), uv, kp2d[vis, 2], vis, K, inv_box, root_net, centre, weight,
-                    cfg.sigma**2, cfg.limit)
-
-    x0 = x_net.copy()
+    # Start from the network's output carried by the last correction (the temporal term's target).
+    target_t = x_net if track.correction is None else x_net + track.correction
+    x0 = target_t.copy()
     x0[I_BETA] = beta_track
+    prob = _Problem(body_tables(), uv, kp2d[vis, 2], vis, K, inv_box, root_net, x0, prior, cfg.sigma**2, cfg.limit)
     best = _evaluate(x0, prob)
     if not np.isfinite(best["cost"]):
         return None
-    prob.extra["moves"] = prob.tables.moves[vis][:, :, None]
-    prob.extra["jl"] = so3.left_jacobian(x0[: 3 * NUM_JOINTS].reshape(NUM_JOINTS, 3))
-    prob.extra["dkb"] = keypoint_beta_jacobian(best["body"].glob, prob.tables)[vis]
+    if track.correction is None:
+        temporal = np.zeros_like(temporal)
+    else:
+        temporal *= _motion_factor(uv_net, track.uv_net, inv_box, cfg.motion_scale)
+        temporal *= _innovation_factor(best["e2"], cfg.innovation_scale)
+    weight = prior + temporal
+    centre = np.where(weight > 0, (prior * x_net + temporal * target_t) / np.maximum(weight, 1e-300), x_net)
+    centre[I_BETA] = beta_track
+    weight[I_BETA] = cfg.beta_track
+    prob.centre, prob.weight = centre, weight
+    _recost(best, prob)
+    _linearize_at(prob, best)
     cost_start = best["cost"]
     lam, steps, normal = cfg.damping, 0, None
     for _ in range(cfg.iterations):
@@ -338,13 +392,10 @@ def refine_person(
         else:
             lam *= 10.0
     x = best["x"]
-    body = best["body"]
-    pelvis = body.joints[0]
     track.correction = x - x_net
     track.uv_net = uv_net
     track.frames += 1
     track.refined += 1
     rate = max(cfg.beta_rate, 1.0 / track.frames)
     track.betas = beta_track + rate * (x[I_BETA] - beta_track)
-    return Refined(best["rot"], x[I_BETA].copy(), x[I_TRANS].copy(), body.joints - pelvis,
-                   body.keypoints - pelvis, float(cost_start), float(best["cost"]), steps)
+    return _refined(x, best["rot"], best["body"], float(cost_start), float(best["cost"]), steps)
