@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .model.state import X_BBOX_CENTRE, X_BBOX_SIZE
+
 LOSS_WEIGHTS: dict[str, float] = {
     "joints3d": 5.0,      # camera-frame, pelvis-relative joints + keypoints (m)
     "reproj": 1.0,        # 2D keypoints in bbox half-size units
@@ -22,8 +24,8 @@ def _project_bbox_units(kp_cam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """kp_cam (B, T, K, 3) -> (B, T, K, 2) in the same bbox-normalized units as the input keypoints."""
     z = kp_cam[..., 2:3].clamp_min(0.1)
     uv = kp_cam[..., :2] / z                                       # focal-normalized image coords
-    centre = x[..., None, 63:65]                                   # (cx - px) / f, (cy - py) / f
-    half = x[..., None, 65:66] / 2                                 # size / f / 2
+    centre = x[..., None, X_BBOX_CENTRE]                                   # (cx - px) / f, (cy - py) / f
+    half = x[..., None, X_BBOX_SIZE] / 2                                 # size / f / 2
     return (uv - centre) / half
 
 

@@ -91,21 +91,32 @@ def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
     return _mean_norm_mm(align_procrustes(pred, gt, scale=True) - gt)
 
 
-def accel_error(pred: np.ndarray, gt: np.ndarray, root: int | None = 0) -> float:
+def _second_difference(x: np.ndarray, interval: np.ndarray | None) -> np.ndarray:
+    """x: (T, ...) -> (T-2, ...) second difference per frame^2; with `interval` (T,) (frame i's distance from
+    frame i-1, in reference frames) the non-uniform one, per reference frame^2 (equal to the plain one at 1)."""
+    if interval is None:
+        return x[2:] - 2 * x[1:-1] + x[:-2]
+    r = np.asarray(interval, dtype=np.float64).reshape((-1,) + (1,) * (x.ndim - 1))
+    v_next = (x[2:] - x[1:-1]) / r[2:]
+    v_prev = (x[1:-1] - x[:-2]) / r[1:-1]
+    return (v_next - v_prev) * 2 / (r[1:-1] + r[2:])
+
+
+def accel_error(pred: np.ndarray, gt: np.ndarray, root: int | None = 0, interval: np.ndarray | None = None) -> float:
     """Mean norm of (pred second difference - gt second difference) of the joints, mm/frame^2.
 
     pred, gt: (T, J, 3) metres, T >= 3. Joints are root-aligned per frame first (``root=0``, as WHAM and VIBE
     do on 3DPW), so the metric measures pose jitter, not trajectory jitter; ``root=None`` uses raw positions.
-    Units are per frame (not per second), so it depends on the frame rate (30 fps in WHAM's tables).
+    Units are per frame (not per second), so it depends on the frame rate (30 fps in WHAM's tables); pass
+    ``interval`` (T,) (each frame's time since the previous one, in 1/30 s) to get it per 30-fps frame at any
+    frame rate or with dropped frames, comparable with the 30 fps figure.
     """
     pred, gt = _pair(pred, gt)
     if pred.shape[0] < 3:
         raise ValueError(f"accel_error needs at least 3 frames, got {pred.shape[0]}")
     if root is not None:
         pred, gt = pred - pred[:, root : root + 1], gt - gt[:, root : root + 1]
-    acc_p = pred[2:] - 2 * pred[1:-1] + pred[:-2]
-    acc_g = gt[2:] - 2 * gt[1:-1] + gt[:-2]
-    return _mean_norm_mm(acc_p - acc_g)
+    return _mean_norm_mm(_second_difference(pred, interval) - _second_difference(gt, interval))
 
 
 # ----------------------------------------------------------------------------------------- world
@@ -182,7 +193,7 @@ def rte_pct(pred_root: np.ndarray, gt_root: np.ndarray) -> float:
     return float(100.0 * err / path)
 
 
-def foot_slide(feet_world: np.ndarray, contact_gt: np.ndarray) -> float:
+def foot_slide(feet_world: np.ndarray, contact_gt: np.ndarray, interval: np.ndarray | None = None) -> float:
     """Mean horizontal displacement of foot points between consecutive frames while in GT contact, mm.
 
     feet_world: (T, F, 3) metres, world frame with Y up (e.g. the 4 foot keypoints L heel, L toe, R heel,
@@ -202,6 +213,8 @@ def foot_slide(feet_world: np.ndarray, contact_gt: np.ndarray) -> float:
     if not both.any():
         return float("nan")
     step = np.diff(feet[..., [0, 2]], axis=0)  # (T-1, F, 2)
+    if interval is not None:  # per 30-fps frame (interval: (T,) in 1/30 s)
+        step = step / np.asarray(interval, dtype=np.float64)[1:, None, None]
     return float(np.linalg.norm(step, axis=-1)[both].mean() * M_TO_MM)
 
 
@@ -239,6 +252,7 @@ def sequence_metrics(
     contact_prob: np.ndarray | None = None,
     root: int = 0,
     chunk: int = 100,
+    interval: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every metric the given arrays allow, for one sequence, as a dict of floats.
 
@@ -246,14 +260,18 @@ def sequence_metrics(
     pred_world, gt_world: (T, J, 3) world joints (m) -> ``w_mpjpe``, ``wa_mpjpe``, ``rte`` (root = joint ``root``).
     pred_feet_world (T, F, 3) + contact_gt (T, F) bool -> ``foot_slide``; contact_prob (T, F) -> ``contact_f1``.
     Also returns ``frames`` (T) so :func:`summarize` can weight sequences by length.
+    interval (T,): each frame's time since the previous one in 1/30 s (any frame rate, drops): accel and foot
+    slide are then per 30-fps frame, and the world chunks span `chunk` 30-fps frames, so figures compare with 30 fps.
     """
+    if interval is not None:
+        chunk = max(int(round(chunk / float(np.mean(np.asarray(interval)[1:])))), 2)
     out: dict[str, float] = {
         "frames": float(np.shape(pred_joints)[0]),
         "mpjpe": mpjpe(pred_joints, gt_joints, root),
         "pa_mpjpe": pa_mpjpe(pred_joints, gt_joints),
     }
     if out["frames"] >= 3:
-        out["accel"] = accel_error(pred_joints, gt_joints, root)
+        out["accel"] = accel_error(pred_joints, gt_joints, root, interval)
     if (pred_world is None) != (gt_world is None):
         raise ValueError("pred_world and gt_world must be given together")
     if pred_world is not None:
@@ -263,7 +281,7 @@ def sequence_metrics(
     if pred_feet_world is not None:
         if contact_gt is None:
             raise ValueError("foot_slide needs contact_gt")
-        out["foot_slide"] = foot_slide(pred_feet_world, contact_gt)
+        out["foot_slide"] = foot_slide(pred_feet_world, contact_gt, interval)
     if contact_prob is not None:
         if contact_gt is None:
             raise ValueError("contact_f1 needs contact_gt")

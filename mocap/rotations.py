@@ -161,6 +161,12 @@ def _axis_matrix(angle: torch.Tensor, axis: str) -> torch.Tensor:
 
 
 @_numpy_in_numpy_out
+def axis_rotation(angle: ArrayT, axis: int | str) -> ArrayT:
+    """angle: (...) radians -> (..., 3, 3) rotation about one coordinate axis (0/1/2 or "X"/"Y"/"Z")."""
+    return _axis_matrix(angle, "XYZ"[axis] if isinstance(axis, int) else axis.upper())
+
+
+@_numpy_in_numpy_out
 def euler_to_matrix(angles: ArrayT, order: str, degrees: bool = True) -> ArrayT:
     """angles: (..., 3) in the listed axis order, e.g. order="ZXY" -> R = Rz @ Rx @ Ry (BVH convention)."""
     order = order.upper()

@@ -29,6 +29,11 @@ FOOT_KEYPOINT_IDS: tuple[int, ...] = (17, 18, 19, 20)
 #: Left/right swap of the 21 keypoints (for flip augmentation and mirrored sources).
 KEYPOINT_FLIP: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 19, 20, 17, 18)
 
+#: Left/right swap of the 24 SMPL joints (mirror augmentation).
+SMPL_JOINT_FLIP: tuple[int, ...] = (
+    0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22,
+)
+
 #: Keypoint "tree" used to propagate occlusion masks (a hidden elbow usually hides the wrist).
 KEYPOINT_PARENTS: tuple[int, ...] = (
     -1, 0, 0, 1, 2, -1, -1, 5, 6, 7, 8, -1, -1, 11, 12, 13, 14, 15, 15, 16, 16,

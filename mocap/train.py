@@ -20,11 +20,17 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .data import load_cache
-from .data.motion_bank import MotionBank
+from .data.augment import Augment
+from .data.motion_bank import MotionBank, Timing
 from .data.synth import SynthConfig, SyntheticGenerator
 from .losses import LOSS_WEIGHTS, compute_losses, total_loss
 from .metrics import pa_mpjpe
 from .model import CausalMocap, ModelConfig, save_checkpoint
+from .model.checkpoint import load_checkpoint_meta, resolve_checkpoint
+
+#: How training windows are played back: webcam frame rates, dropped frames, speed changes (issue: any fps).
+TRAIN_TIMING = Timing(fps_choices=(24.0, 25.0, 30.0, 30.0, 30.0, 50.0, 60.0), drop_prob=(0.0, 0.15),
+                      speed=(0.7, 1.5), warp=0.3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +46,8 @@ class TrainConfig:
     save_every: int = 250
     threads: int = 1                # 1 intra-op thread: the ops are small, more threads mostly add sync cost
     minutes: float | None = None    # wall-time budget (the LR schedule anneals to whichever ends first)
+    augment: bool = True            # widen the motion prior (mirror, recombine, perturb, procedural poses)
+    timing: bool = True             # random fps / drops / speed warps (False: 30 fps, speed 0.8-1.25 as before)
     model: dict = dataclasses.field(default_factory=dict)
 
 
@@ -102,16 +110,60 @@ def validate(model: CausalMocap, gen: SyntheticGenerator, bank: MotionBank, seed
     }
 
 
-def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", minutes: float | None = None) -> Path:
+def concat_caches(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several dataset caches (each a dict of frame arrays + clip_start/clip_len) as one."""
+    if len(arrays) == 1:
+        return arrays[0]
+    out: dict[str, np.ndarray] = {}
+    offset = 0
+    starts = []
+    for a in arrays:
+        starts.append(a["clip_start"].astype(np.int64) + offset)
+        offset += len(a["trans"])
+    out["clip_start"] = np.concatenate(starts)
+    for key in ("pose_aa", "trans", "betas", "clip_len"):
+        out[key] = np.concatenate([a[key] for a in arrays])
+    return out
+
+
+def warm_start(model: CausalMocap, checkpoint: str | Path) -> str:
+    """Initialise from a trained checkpoint. Tensors whose input width grew (the frame-interval column) keep the
+    old weights in the old columns and zeros in the new ones, so the warm model starts exactly where the old
+    one was at 30 fps. Returns the source model id."""
+    weights = resolve_checkpoint(checkpoint)
+    old = load_file(str(weights))
+    own = model.state_dict()
+    for key, value in old.items():
+        if key not in own:
+            raise ValueError(f"warm start: {weights} has {key!r}, which this model does not")
+        target = own[key]
+        if target.shape == value.shape:
+            own[key] = value
+        elif target.dim() == 2 and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]:
+            grown = torch.zeros_like(target)
+            grown[:, : value.shape[1]] = value
+            own[key] = grown
+        else:
+            raise ValueError(f"warm start: {key} is {tuple(value.shape)} in {weights}, {tuple(target.shape)} here")
+    model.load_state_dict(own)
+    return str(load_checkpoint_meta(weights).get("model_id", weights.stem))
+
+
+def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = "causal", minutes: float | None = None,
+          init: str | None = None) -> Path:
     torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_bank = MotionBank(load_cache(data / "train.npz"))
-    val_bank = MotionBank(load_cache(data / "val.npz"))
+    folders = [data] if isinstance(data, Path) else list(data)
+    train_bank = MotionBank(concat_caches([load_cache(d / "train.npz") for d in folders]))
+    val_bank = MotionBank(load_cache(folders[0] / "val.npz"))
     model_cfg = ModelConfig.from_dict({**cfg.model, "kind": kind})
     torch.manual_seed(cfg.seed)
     model = CausalMocap(model_cfg)
+    init_id = warm_start(model, init) if init else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = SyntheticGenerator(SynthConfig())
+    gen = SyntheticGenerator(SynthConfig(augment=Augment() if cfg.augment else None))
+    val_gen = SyntheticGenerator(SynthConfig())
+    timing = TRAIN_TIMING if cfg.timing else None
     last, last_opt = out_dir / "last.safetensors", out_dir / "last.optim.safetensors"
     start = 0
     if last.is_file() and last_opt.is_file():
@@ -120,7 +172,8 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
         print(f"resumed from {last} at iteration {start}")
     (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     meta = {"model_id": f"livemocap-{kind}-{out_dir.name}", "train_config": dataclasses.asdict(cfg),
-            "data": str(data), "train_frames": train_bank.frames, "val_frames": val_bank.frames}
+            "data": [str(d) for d in folders], "train_frames": train_bank.frames, "val_frames": val_bank.frames,
+            "init": init_id}
 
     t_start = time.monotonic()
     budget = minutes * 60 if minutes else None
@@ -132,7 +185,7 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
     skipped = 0
     for it in bar:
         rng = np.random.default_rng([cfg.seed, it])
-        batch = gen(train_bank.sample(rng, cfg.batch, cfg.window), rng)
+        batch = gen(train_bank.sample(rng, cfg.batch, cfg.window, timing=timing), rng)
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, it, (time.monotonic() - t_start) / budget if budget else 0.0)
         out, _ = model.forward_sequence(batch["x"], batch["omega"])
@@ -154,7 +207,7 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
             bar.set_postfix(loss=f"{loss.item():.3f}", j3d=f"{terms['joints3d'].item():.4f}")
         record = {"it": it, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
         if (it + 1) % cfg.val_every == 0 or it + 1 == cfg.iters:
-            record.update(validate(model, gen, val_bank, cfg.seed + 1))
+            record.update(validate(model, val_gen, val_bank, cfg.seed + 1))
             bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
         log.write(json.dumps(record) + "\n")
         if (it + 1) % cfg.save_every == 0:
@@ -174,7 +227,10 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, kind: str = "causal", min
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m mocap.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    p.add_argument("--data", type=Path, default=Path("cache/bandai"), help="folder with train.npz / val.npz")
+    p.add_argument("--data", type=Path, nargs="+", default=[Path("cache/bandai")],
+                   help="folders with train.npz (all are trained on) / val.npz (the first one's validates)")
+    p.add_argument("--init", default=None, help="warm-start from this checkpoint ('default' = the shipped model)")
+    p.add_argument("--lr", type=float, default=None, help="override the config's peak learning rate")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--kind", choices=["causal", "single-frame"], default="causal")
     p.add_argument("--iters", type=int, default=None, help="override the config's iteration count")
@@ -187,8 +243,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, iters=args.iters)
     if args.threads:
         cfg = dataclasses.replace(cfg, threads=args.threads)
+    if args.lr:
+        cfg = dataclasses.replace(cfg, lr=args.lr)
     out = args.out or Path("runs") / f"{args.config}-{args.kind}"
-    path = train(cfg, args.data, out, args.kind, args.minutes if args.minutes is not None else cfg.minutes)
+    path = train(cfg, args.data, out, args.kind, args.minutes if args.minutes is not None else cfg.minutes, args.init)
     print(json.dumps({"checkpoint": str(path)}))
 
 

@@ -108,6 +108,10 @@ class CountingEngine:
     def model_id(self) -> str:
         return self.inner.model_id
 
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.inner.input_shapes
+
     def initial_state(self, batch: int) -> dict[str, np.ndarray]:
         self.initial_states += 1
         return self.inner.initial_state(batch)

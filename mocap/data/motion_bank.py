@@ -1,4 +1,4 @@
-"""Random windows of real motion from a cached dataset, with speed augmentation (quaternion nlerp)."""
+"""Random windows of real motion from a cached dataset: any frame rate, dropped frames, speed warps (nlerp)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +14,57 @@ class MotionWindows:
     pose_rotmat: torch.Tensor   # (B, T, 24, 3, 3) local rotations, joint 0 = world root (Y up)
     trans: torch.Tensor         # (B, T, 3) world pelvis, metres
     betas: torch.Tensor         # (B, 10)
+    dt: torch.Tensor | None = None  # (B, T) seconds since the previous frame (frame 0: the nominal interval)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a window is played back. The motion prior is cached at CACHE_FPS; live cameras deliver 24-60 fps and
+    the loop drops late frames, so training sees the same: a frame rate per window, random drops, and a speed
+    factor that may drift within the window (people speed up and slow down)."""
+
+    fps_choices: tuple[float, ...] = (30.0,)
+    drop_prob: tuple[float, float] = (0.0, 0.0)   # per-window probability that a frame is dropped, uniform range
+    speed: tuple[float, float] = (0.8, 1.25)      # playback speed factor, log-uniform range
+    warp: float = 0.0                              # amplitude of a slow sinusoidal speed change (0.3 = +-30 %)
+
+    def sample_times(self, rng: np.random.Generator, batch: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """-> (times (B, T) seconds from the window start, dt (B, T) seconds since the previous kept frame)."""
+        fps = rng.choice(np.asarray(self.fps_choices, dtype=np.float64), size=batch)
+        drop = rng.uniform(*self.drop_prob, size=batch)
+        # Frame k is the n-th camera frame; each step skips a geometric number of dropped frames (at most 3).
+        skips = 1 + np.minimum(rng.geometric(1 - np.clip(drop, 0, 0.9)[:, None], size=(batch, window)) - 1, 3)
+        skips[:, 0] = 1
+        dt = skips / fps[:, None]
+        times = np.cumsum(dt, axis=1) - dt[:, :1]
+        return times, dt
+
+
+def _interpolate(quat: np.ndarray, trans: np.ndarray, t: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """quat (N, 24, 4), trans (N, 3) at integer frames; t (B, T) fractional frame indices (< N - 1) ->
+    rotations (B, T, 24, 3, 3) by quaternion nlerp and pelvis positions (B, T, 3) by lerp."""
+    i0 = np.floor(t).astype(np.int64)
+    a = (t - i0).astype(np.float32)[..., None]
+    q0, q1 = quat[i0], quat[i0 + 1]                                    # (B, T, 24, 4)
+    q1 = np.where((q0 * q1).sum(-1, keepdims=True) < 0, -q1, q1)
+    q = q0 * (1 - a[..., None]) + q1 * a[..., None]
+    return quaternion_to_matrix(torch.from_numpy(q)), torch.from_numpy(trans[i0] * (1 - a) + trans[i0 + 1] * a)
+
+
+def play_clip(pose_aa: np.ndarray, trans: np.ndarray, betas: np.ndarray, rng: np.random.Generator, timing: Timing,
+              source_fps: float = 30.0) -> MotionWindows:
+    """A whole clip (pose_aa (N, 24, 3), trans (N, 3) at source_fps) as one window played at real speed with the
+    timing's frame rate and drops (its first fps choice): what a camera running at that rate would have seen."""
+    n = len(trans)
+    if n < 3:
+        raise ValueError(f"clip has {n} frames; at least 3 are needed")
+    fps = max(timing.fps_choices)
+    times, dt = Timing((fps,), timing.drop_prob).sample_times(rng, 1, int((n - 2) / source_fps * fps) + 2)
+    keep = times[0] * source_fps <= n - 2
+    quat = axis_angle_to_quaternion(pose_aa.astype(np.float32))
+    rot, pos = _interpolate(quat, trans.astype(np.float32), times[:, keep] * source_fps)
+    return MotionWindows(rot, pos, torch.from_numpy(np.asarray(betas, np.float32))[None],
+                         torch.from_numpy(dt[:, keep].astype(np.float32)))
 
 
 class MotionBank:
@@ -32,14 +83,29 @@ class MotionBank:
     def frames(self) -> int:
         return int(self.clip_len.sum())
 
-    def sample(self, rng: np.random.Generator, batch: int, window: int, speed: tuple[float, float] = (0.8, 1.25)) -> MotionWindows:
-        """`batch` windows of `window` frames, each played back at a random speed factor."""
-        rate = rng.uniform(speed[0], speed[1], size=batch)
-        need = (window - 1) * rate + 2                                 # source frames a window spans
+    def sample(self, rng: np.random.Generator, batch: int, window: int, speed: tuple[float, float] = (0.8, 1.25),
+               timing: Timing | None = None, source_fps: float = 30.0) -> MotionWindows:
+        """`batch` windows of `window` frames, each played back at a random speed factor (and, with `timing`,
+        frame rate, drops and a speed warp; the window's `dt` says when each frame was taken)."""
+        if timing is None:
+            timing = Timing(fps_choices=(source_fps,), speed=speed)
+        times, dt = timing.sample_times(rng, batch, window)
+        speed_f = np.exp(rng.uniform(np.log(timing.speed[0]), np.log(timing.speed[1]), size=batch))
+        if timing.warp > 0:
+            amp = rng.uniform(0, timing.warp, size=batch)[:, None]
+            freq = rng.uniform(0.1, 0.5, size=batch)[:, None]
+            phase = rng.uniform(0, 2 * np.pi, size=batch)[:, None]
+            # Integral of speed * (1 + amp sin(2 pi f t + phase)): monotonic because amp < 1.
+            warped = times + amp / (2 * np.pi * freq) * (np.cos(phase) - np.cos(2 * np.pi * freq * times + phase))
+        else:
+            warped = times
+        offsets = speed_f[:, None] * source_fps * warped                # (B, T) source frames from the start
+        need = offsets[:, -1] + 2                                      # source frames a window spans
         ok_weights = np.maximum(self.clip_len[None, :] - need[:, None], 0).astype(np.float64)  # (B, C)
         short = ok_weights.sum(1) == 0
-        if short.any():  # no clip long enough at this speed: play at normal speed
-            rate[short] = 1.0
+        if short.any():  # no clip long enough at this speed and rate: one source frame per frame
+            offsets[short] = np.arange(window)[None]
+            dt[short] = 1.0 / source_fps
             need[short] = window + 1
             ok_weights[short] = np.maximum(self.clip_len[None, :] - need[short, None], 0)
         if (ok_weights.sum(1) == 0).any():
@@ -47,18 +113,10 @@ class MotionBank:
         probs = ok_weights / ok_weights.sum(1, keepdims=True)
         clip = np.array([rng.choice(len(self.clip_len), p=p) for p in probs])
         start = self.clip_start[clip] + rng.uniform(0, 1, size=batch) * (self.clip_len[clip] - need)
-        t = start[:, None] + rate[:, None] * np.arange(window)[None, :]   # (B, T) fractional frame index
-        i0 = np.floor(t).astype(np.int64)
-        a = (t - i0).astype(np.float32)[..., None]
-        q0, q1 = self.quat[i0], self.quat[i0 + 1]                          # (B, T, 24, 4)
-        q1 = np.where((q0 * q1).sum(-1, keepdims=True) < 0, -q1, q1)
-        q = q0 * (1 - a[..., None]) + q1 * a[..., None]
-        trans = self.trans[i0] * (1 - a) + self.trans[i0 + 1] * a
-        return MotionWindows(
-            pose_rotmat=quaternion_to_matrix(torch.from_numpy(q)),
-            trans=torch.from_numpy(trans),
-            betas=torch.from_numpy(self.betas[self.clip_start[clip]]),
-        )
+        t = start[:, None] + offsets                                       # (B, T) fractional frame index
+        rot, trans = _interpolate(self.quat, self.trans, t)
+        return MotionWindows(rot, trans, torch.from_numpy(self.betas[self.clip_start[clip]]),
+                             torch.from_numpy(dt.astype(np.float32)))
 
     def clip(self, index: int) -> MotionWindows:
         """One whole clip as a batch of 1 (for evaluation)."""

@@ -12,10 +12,13 @@ import torch
 
 from ..body import BuiltinBody
 from ..camera import CONF_THRESHOLD, bbox_from_keypoints, normalize_keypoints
+from ..model.state import frame_interval_feature
+from ..rotations import axis_rotation
 from ..skeleton import FOOT_KEYPOINT_IDS
-from .detector_noise import corrupt_keypoints
+from .augment import Augment, augment_motion
+from .detector_noise import DetectorNoise, corrupt_keypoints
 from .motion_bank import MotionWindows
-from .virtual_camera import angular_velocity_6d, sample_camera_track
+from .virtual_camera import CameraRanges, angular_velocity_6d, sample_camera_track
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,10 @@ class SynthConfig:
     bbox_scale_jitter: float = 0.06
     bbox_shift_jitter: float = 0.03
     min_visible: int = 6                # fewer confident keypoints = no person (as the live tracker decides)
-
-
-def _yaw(angle: torch.Tensor) -> torch.Tensor:
-    c, s = torch.cos(angle), torch.sin(angle)
-    o, z = torch.ones_like(angle), torch.zeros_like(angle)
-    return torch.stack((c, z, s, z, o, z, -s, z, c), -1).reshape(angle.shape + (3, 3))
+    cameras: CameraRanges = CameraRanges()        # where cameras are put (elevation, roll, fov, portrait, distance)
+    detector: DetectorNoise = DetectorNoise()     # how the 2D detector errs (fitted to BlazePose on real video)
+    augment: Augment | None = None                # motion-prior widening (training only; None = the data as is)
+    view_margin: float = 0.02                     # a point this far (of the image size) outside the frame is unseen
 
 
 def _hold_forward(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -59,8 +60,12 @@ class SyntheticGenerator:
     def __call__(self, motion: MotionWindows, rng: np.random.Generator, camera: str | None = None) -> dict[str, torch.Tensor]:
         """camera: None (random per config), "static" or "moving". Returns a dict of (B, T, ...) tensors."""
         cfg = self.config
+        if cfg.augment is not None:
+            motion = augment_motion(motion, rng, cfg.augment, self.body)
         rot, trans, betas = motion.pose_rotmat.float(), motion.trans.float(), motion.betas.float()
         b, t = rot.shape[:2]
+        dt = motion.dt.float() if motion.dt is not None else torch.full((b, t), 1.0 / cfg.fps)   # (B, T) seconds
+        times = torch.cumsum(dt, dim=1) - dt[:, :1]
 
         # --- body: random proportions; the path scales with leg length so feet still meet the ground.
         if cfg.random_betas > 0:
@@ -72,7 +77,7 @@ class SyntheticGenerator:
             betas = new_betas
         # --- random heading, and start the path at the origin (horizontally).
         if cfg.random_yaw:
-            yaw = _yaw(torch.as_tensor(rng.uniform(0, 2 * np.pi, size=b), dtype=torch.float32))  # (B, 3, 3)
+            yaw = axis_rotation(torch.as_tensor(rng.uniform(0, 2 * np.pi, size=b), dtype=torch.float32), 1)  # (B, 3, 3)
             rot = torch.cat((yaw[:, None, None] @ rot[:, :, :1], rot[:, :, 1:]), dim=2)
             trans = (yaw[:, None] @ trans[..., None])[..., 0]
         trans = trans - trans[:, :1] * torch.tensor([1.0, 0.0, 1.0])
@@ -81,20 +86,21 @@ class SyntheticGenerator:
         world = self.body(flat(rot), betas.repeat_interleave(t, 0), flat(trans))
         joints_w = world.joints.reshape(b, t, 24, 3)
         kp_w = world.keypoints.reshape(b, t, 21, 3)
-        contact = self._contact_labels(kp_w[:, :, list(FOOT_KEYPOINT_IDS)])
+        contact = self._contact_labels(kp_w[:, :, list(FOOT_KEYPOINT_IDS)], dt)
 
         # --- camera and projection.
         force = None if camera is None else camera == "moving"
-        cam = sample_camera_track(rng, trans, cfg.fps, cfg.moving_prob, force_moving=force)
+        cam = sample_camera_track(rng, trans, cfg.fps, cfg.moving_prob, force_moving=force, ranges=cfg.cameras,
+                                  times=times)
         kp_c = (cam.rotation[:, :, None] @ (kp_w - cam.centre[:, :, None])[..., None])[..., 0]   # (B, T, 21, 3)
         depth = kp_c[..., 2:3]
         kp_px = cam.focal[:, None, None, None] * kp_c[..., :2] / depth.clamp_min(1e-3) + cam.principal[:, None, None]
-        margin = 0.1 * cam.image_size[:, None, None]
+        margin = cfg.view_margin * cam.image_size[:, None, None]
         in_view = (depth[..., 0] > 0.2) & (kp_px > -margin).all(-1) & (kp_px < cam.image_size[:, None, None] + margin).all(-1)
 
         person_px = (cam.focal * 1.7 / (cam.rotation[:, 0] @ (trans[:, 0] - cam.centre[:, 0])[..., None])[:, 2, 0].clamp_min(0.5))
         if cfg.noise > 0:
-            kp_noisy, conf = corrupt_keypoints(rng, kp_px, person_px, in_view, cfg.noise)
+            kp_noisy, conf = corrupt_keypoints(rng, kp_px, person_px, in_view, cfg.noise, times, cfg.detector)
         else:
             kp_noisy, conf = kp_px.clone(), in_view.float()
         too_few = (conf >= CONF_THRESHOLD).sum(-1, keepdim=True) < cfg.min_visible      # (B, T, 1)
@@ -109,7 +115,7 @@ class SyntheticGenerator:
         principal = cam.principal[:, None].expand(b, t, 2)
         focal = cam.focal[:, None].expand(b, t)
         x = normalize_keypoints(kp2d, bbox, focal, principal)
-        x = torch.nan_to_num(x)
+        x = torch.cat((torch.nan_to_num(x), frame_interval_feature(dt)[..., None]), dim=-1)
 
         pelvis_c = (cam.rotation @ (trans - cam.centre)[..., None])[..., 0]           # (B, T, 3)
         cam_root = cam.rotation @ rot[:, :, 0]
@@ -129,8 +135,9 @@ class SyntheticGenerator:
 
         pose_cam = torch.cat((cam_root[:, :, None], rot[:, :, 1:]), dim=2)
         return {
-            "x": x,                                          # (B, T, 66) model input
-            "omega": angular_velocity_6d(cam.rotation, cfg.fps),  # (B, T, 6) model input
+            "x": x,                                          # (B, T, 67) model input (state.py layout)
+            "omega": angular_velocity_6d(cam.rotation, dt=dt),  # (B, T, 6) model input
+            "dt": dt,                                        # (B, T) seconds since the previous frame
             "kp2d": kp2d,                                    # (B, T, 21, 3) noisy pixels + confidence
             "bbox": bbox,                                    # (B, T, 3)
             "focal": cam.focal,                              # (B,)
@@ -157,14 +164,15 @@ class SyntheticGenerator:
         kp = self.body(zero, betas).keypoints
         return -kp[:, list(FOOT_KEYPOINT_IDS), 1].min(-1).values
 
-    def _contact_labels(self, feet: torch.Tensor) -> torch.Tensor:
-        """feet: (B, T, 4, 3) world -> (B, T, 4) 1 where the foot point is slow and near the window's floor."""
+    def _contact_labels(self, feet: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        """feet: (B, T, 4, 3) world, dt (B, T) s -> (B, T, 4) 1 where the foot point is slow and near the floor."""
         cfg = self.config
         vel = torch.zeros_like(feet)
-        vel[:, 1:-1] = (feet[:, 2:] - feet[:, :-2]) / 2
-        vel[:, 0] = feet[:, 1] - feet[:, 0]
-        vel[:, -1] = feet[:, -1] - feet[:, -2]
-        speed = vel.norm(dim=-1) * cfg.fps
+        span = dt[:, 1:-1] + dt[:, 2:]                                                  # (B, T-2) s
+        vel[:, 1:-1] = (feet[:, 2:] - feet[:, :-2]) / span[..., None, None]
+        vel[:, 0] = (feet[:, 1] - feet[:, 0]) / dt[:, 1, None, None]
+        vel[:, -1] = (feet[:, -1] - feet[:, -2]) / dt[:, -1, None, None]
+        speed = vel.norm(dim=-1)
         floor = feet[..., 1].amin(dim=(1, 2), keepdim=True)
         return ((speed < cfg.contact_speed) & (feet[..., 1] - floor < cfg.contact_height)).float()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     kind: str = "causal"            # "causal" (the product) or "single-frame" (baseline lifter, no memory)
-    input_dim: int = 66
+    input_dim: int = 67              # 21 x (u, v, visible) + 3 CLIFF bbox terms + frame interval (state.py layout)
     encoder_hidden: int = 256
     encoder_layers: int = 2
     decoder_hidden: int = 256

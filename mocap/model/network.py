@@ -16,7 +16,7 @@ from .config import ModelConfig
 from .encoder import FrameEncoder, MotionEncoder
 from .motion_decoder import MotionDecoder
 from .refiner import refine_and_integrate, refine_and_integrate_step
-from .state import state_shapes
+from .state import INPUT_DIM_NO_INTERVAL, X_BBOX, X_FRAME_INTERVAL, state_shapes
 from .trajectory import TrajectoryDecoder
 
 # world_from_camera for a level camera: world Y up, world Z towards the camera, X = camera right.
@@ -48,7 +48,7 @@ class CausalMocap(nn.Module):
     def forward_sequence(
         self, x: torch.Tensor, omega: torch.Tensor, state: dict[str, torch.Tensor] | None = None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """x: (B, T, 66), omega: (B, T, 6) -> outputs with (B, T, ...) shapes, and the state after frame T-1."""
+        """x: (B, T, input_dim), omega: (B, T, 6) -> outputs with (B, T, ...) shapes, and the state after frame T-1."""
         b, t = x.shape[:2]
         state = state if state is not None else self.initial_state(b, x.device)
         context, h_motion = self.encoder(x, state["h_motion"])
@@ -66,7 +66,7 @@ class CausalMocap(nn.Module):
             roots.append(root)
             vels.append(vel_local)
         root_world = torch.stack(roots, dim=1)                                          # (B, T, 3, 3)
-        vel_net = (root_world @ torch.stack(vels, dim=1)[..., None])[..., 0]           # (B, T, 3)
+        vel_net = (root_world @ torch.stack(vels, dim=1)[..., None])[..., 0] * self._interval_scale(x)  # (B, T, 3)
 
         pose_world = torch.cat((root_world[:, :, None], motion.pose_cam_rotmat[:, :, 1:]), dim=2)
         flat = lambda a: a.reshape((b * t,) + a.shape[2:])  # noqa: E731
@@ -112,7 +112,7 @@ class CausalMocap(nn.Module):
     def step(
         self, x: torch.Tensor, omega: torch.Tensor, state: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """x: (B, 66), omega: (B, 6), state from `initial_state` or the previous step -> (B, ...) outputs.
+        """x: (B, input_dim), omega: (B, 6), state from `initial_state` or the previous step -> (B, ...) outputs.
 
         The streaming graph (exported to ONNX): same weights and maths as `forward_sequence`, written without a
         time axis so it stays small; tests check the two agree frame by frame.
@@ -127,7 +127,7 @@ class CausalMocap(nn.Module):
         root, root6d, vel_local, h_traj = self.trajectory(
             context, omega, matrix_to_rot6d(cam_root), prev6d, state["h_traj"]
         )
-        vel_net = (root @ vel_local[..., None])[..., 0]                                # (B, 3)
+        vel_net = (root @ vel_local[..., None])[..., 0] * self._interval_scale(x)      # (B, 3)
         cam = self.body(motion.pose_cam_rotmat, motion.betas)
         cam_to_world = root @ cam_root.transpose(-1, -2)
         joints_rel = (cam_to_world[:, None] @ cam.joints[..., None])[..., 0]           # (B, 24, 3)
@@ -158,8 +158,15 @@ class CausalMocap(nn.Module):
         }
         return outputs, new_state
 
+    def _interval_scale(self, x: torch.Tensor) -> torch.Tensor | float:
+        """(..., 1) frame interval in reference frames: the decoder predicts velocity per reference frame
+        (1/30 s), so the distance moved scales exactly with the time that passed (any fps, dropped frames)."""
+        if self.config.input_dim <= INPUT_DIM_NO_INTERVAL:
+            return 1.0
+        return 1.0 + x[..., X_FRAME_INTERVAL]
+
     @staticmethod
     def _cam_trans(cam_wp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """CLIFF crop camera -> camera-frame pelvis, from the input's bbox terms ((cx-px)/f, (cy-py)/f, size/f):
         the pixel formula of `cam_crop_to_full` with f = 1 and the principal point at 0."""
-        return cam_crop_to_full(cam_wp, x[..., 63:66], 1.0, torch.zeros(2, dtype=x.dtype, device=x.device))
+        return cam_crop_to_full(cam_wp, x[..., X_BBOX], 1.0, torch.zeros(2, dtype=x.dtype, device=x.device))

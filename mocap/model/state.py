@@ -8,6 +8,25 @@ from .config import ModelConfig
 
 INPUT_NAMES: tuple[str, ...] = ("x", "omega")
 
+#: Layout of the input vector x: 21 keypoints x (u, v, visible) in bbox half-size units, the CLIFF terms that
+#: place the box in the camera's field of view ((cx - px) / f, (cy - py) / f, size / f), then (models with
+#: input_dim 67) the frame interval feature. Every layer slices x through these names.
+X_KEYPOINTS = slice(0, 63)
+X_BBOX = slice(63, 66)
+X_BBOX_CENTRE = slice(63, 65)
+X_BBOX_SIZE = slice(65, 66)
+X_FRAME_INTERVAL = slice(66, 67)
+INPUT_DIM_NO_INTERVAL = 66
+INPUT_DIM = 67
+#: The frame rate the motion prior was built at: frame-interval features and per-frame velocities refer to it.
+REFERENCE_FPS = 30.0
+
+
+def frame_interval_feature(dt: "float | object") -> "float | object":
+    """Seconds since the previous processed frame -> the x feature: 0 at REFERENCE_FPS, -0.5 at 60 fps, +1 for a
+    frame that follows one dropped frame at 30 fps. Works on floats, numpy arrays and torch tensors."""
+    return dt * REFERENCE_FPS - 1.0
+
 #: Per-frame outputs of `CausalMocap.step` (and of the ONNX graph), in order.
 OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "pose_rotmat": (24, 3, 3),      # local rotations, joint 0 = world root orientation (Y up)
