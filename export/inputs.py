@@ -59,9 +59,11 @@ def procedural_walk(rng: np.random.Generator, batch: int, frames: int, fps: floa
 
 
 def realistic_inputs(
-    batch: int, steps: int, seed: int = 0, cache: str | Path | None = DEFAULT_CACHE
+    batch: int, steps: int, seed: int = 0, cache: str | Path | None = DEFAULT_CACHE, width: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """-> x (steps, batch, 66), omega (steps, batch, 6) float32, and where the motion came from."""
+    """-> x (steps, batch, width), omega (steps, batch, 6) float32, and where the motion came from.
+
+    width: the model's input_dim (66 for a model without the frame-interval column); default the full 67."""
     if batch < 1 or steps < 1:
         raise ValueError(f"batch and steps must be >= 1, got batch={batch} steps={steps}")
     rng = np.random.default_rng(seed)
@@ -77,6 +79,6 @@ def realistic_inputs(
     if motion is None:
         motion = procedural_walk(rng, batch, steps)
     sample = SyntheticGenerator()(motion, rng)
-    x = sample["x"].numpy().astype(np.float32).transpose(1, 0, 2)
+    x = sample["x"].numpy().astype(np.float32).transpose(1, 0, 2)[..., :width]
     omega = sample["omega"].numpy().astype(np.float32).transpose(1, 0, 2)
     return np.ascontiguousarray(x), np.ascontiguousarray(omega), source

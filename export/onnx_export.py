@@ -12,6 +12,7 @@ import onnx
 import torch
 
 from mocap.camera import CONF_THRESHOLD, NORMALIZED_DIM
+from mocap.model.state import INPUT_DIM
 from mocap.model import CausalMocap
 
 from .metadata import build_metadata
@@ -27,8 +28,9 @@ def export_onnx(
     model: CausalMocap, out: str | Path, model_id: str, checkpoint_sha256: str | None = None
 ) -> onnx.ModelProto:
     """Writes OUT (ONNX, opset 17, dynamic batch on every input/output) and returns the checked model proto."""
-    if model.config.input_dim != NORMALIZED_DIM:
-        raise ValueError(f"model input_dim {model.config.input_dim} != NORMALIZED_DIM {NORMALIZED_DIM}")
+    if model.config.input_dim not in (NORMALIZED_DIM, INPUT_DIM):
+        raise ValueError(f"model input_dim {model.config.input_dim} is neither {NORMALIZED_DIM} (keypoints + box) "
+                         f"nor {INPUT_DIM} (+ frame interval)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = StepModule(model.eval()).eval()
@@ -57,7 +59,7 @@ def export_onnx(
         input_names=module.input_names,
         state_outputs=module.state_outputs,
         output_names=module.output_names,
-        normalized_dim=NORMALIZED_DIM,
+        normalized_dim=model.config.input_dim,
         conf_threshold=CONF_THRESHOLD,
         checkpoint_sha256=checkpoint_sha256,
     )

@@ -163,7 +163,8 @@ def check_onnx_parity(
 
     from .inputs import realistic_inputs
 
-    x, omega, source = inputs if inputs is not None else realistic_inputs(batch, steps, seed)
+    x, omega, source = inputs if inputs is not None else realistic_inputs(batch, steps, seed,
+                                                                          width=model.config.input_dim)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     spec = torch_state_spec(model)
     onnx_spec = onnx_state_spec(session)

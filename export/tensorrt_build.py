@@ -78,7 +78,8 @@ def check_engine_parity(
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     runner = TensorRTRunner(Path(engine_path).read_bytes())
     try:
-        x, omega, source = realistic_inputs(batch, steps, seed)
+        width = next(i.shape[1] for i in session.get_inputs() if i.name == "x")
+        x, omega, source = realistic_inputs(batch, steps, seed, width=int(width))
         return compare(
             onnxruntime_step_fn(session), runner.run, onnx_state_spec(session), x, omega,
             tolerance=tolerance, labels=("onnxruntime", "tensorrt"), inputs=source,

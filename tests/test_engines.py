@@ -23,6 +23,7 @@ from engines.bench import main as bench_main
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.torch_engine import TorchEngine
 from export.inputs import realistic_inputs
+from mocap.model.state import INPUT_DIM
 from export.metadata import file_sha256
 from export.onnx_export import export_onnx
 from mocap.model import DEFAULT_CHECKPOINT, OUTPUT_NAMES, CausalMocap, ModelConfig, save_checkpoint
@@ -62,7 +63,7 @@ def art(tmp_path_factory) -> dict[str, Path]:
 
 def _inputs(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"x": rng.standard_normal((batch, 66)).astype(np.float32),
+    return {"x": rng.standard_normal((batch, INPUT_DIM)).astype(np.float32),
             "omega": (0.1 * rng.standard_normal((batch, 6))).astype(np.float32)}
 
 
@@ -92,7 +93,7 @@ def test_step_rejects_bad_inputs(art):
     engine = OnnxRuntimeEngine(art["a_onnx"])
     state = engine.initial_state(2)
     with pytest.raises(ValueError, match="omega"):
-        engine.step({"x": np.zeros((2, 66), np.float32)}, state)
+        engine.step({"x": np.zeros((2, INPUT_DIM), np.float32)}, state)
     with pytest.raises(ValueError, match="x: expected shape"):
         engine.step({"x": np.zeros((2, 65), np.float32), "omega": np.zeros((2, 6), np.float32)}, state)
     with pytest.raises(ValueError, match="h_motion"):
@@ -244,7 +245,9 @@ def test_default_paths_agree_with_mocap():
                     reason="no shipped model yet")
 def test_default_model_loads_and_steps():
     engine = load("default")
-    out, state = engine.step(_inputs(1), engine.initial_state(1))
+    inputs = _inputs(1)
+    inputs["x"] = inputs["x"][:, : engine.input_shapes["x"][0]]   # the shipped model says how wide x is
+    out, state = engine.step(inputs, engine.initial_state(1))
     assert np.isfinite(out["joints"]).all() and set(state) == set(engine.state_shapes)
 
 
@@ -285,7 +288,7 @@ def test_onnxruntime_path_never_imports_torch(art):
     code = (
         "import sys, numpy as np, engines\n"
         f"e = engines.load({str(art['a_onnx'])!r})\n"
-        "out, st = e.step({'x': np.zeros((1, 66), np.float32), 'omega': np.zeros((1, 6), np.float32)},"
+        "out, st = e.step({'x': np.zeros((1, 67), np.float32), 'omega': np.zeros((1, 6), np.float32)},"
         " e.initial_state(1))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print(e.name)\n"

@@ -14,6 +14,7 @@ import torch
 
 from export.__main__ import main as export_main
 from export.inputs import realistic_inputs
+from mocap.model.state import INPUT_DIM
 from export.metadata import parse_metadata
 from export.onnx_export import export_onnx
 from export.parity import check_onnx_parity
@@ -66,7 +67,7 @@ def test_export_passes_checker_with_names_dynamic_batch_and_metadata(exported):
     meta = parse_metadata({p.key: p.value for p in proto.metadata_props})
     assert meta["joint_names"] == list(SMPL_JOINT_NAMES)
     assert meta["keypoint_names"] == list(KEYPOINT_NAMES)
-    assert meta["normalized_dim"] == 66 and "size / 2" in meta["input_normalization"]
+    assert meta["normalized_dim"] == INPUT_DIM and "size / 2" in meta["input_normalization"]
     assert meta["fps"] == model.config.fps
     assert meta["model_id"] == "test-model"
     assert meta["state_names"] == states
@@ -95,7 +96,7 @@ def test_parity_check_catches_different_weights(exported, walk_inputs):
 def test_procedural_inputs_look_like_model_inputs():
     x, omega, source = realistic_inputs(batch=3, steps=60, seed=0, cache=None)
     assert source == "procedural walk"
-    assert x.shape == (60, 3, 66) and omega.shape == (60, 3, 6) and x.dtype == np.float32
+    assert x.shape == (60, 3, INPUT_DIM) and omega.shape == (60, 3, 6) and x.dtype == np.float32
     assert np.isfinite(x).all() and np.isfinite(omega).all()
     visible = x[..., 2:63:3]
     assert set(np.unique(visible)) <= {0.0, 1.0} and visible.mean() > 0.5
