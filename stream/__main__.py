@@ -393,6 +393,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # The loop stops within one frame: a second signal must not cut the summary or the recording short,
             # so only a third one forces (KeyboardInterrupt, still closing everything on the way out).
             signals[0] += 1
+            _SIGNALS_SEEN[0] += 1
             if signals[0] >= 3:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -408,8 +409,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             stats = loop.run(args.max_frames)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            if not signals[0]:  # after a signal, on_signal stays until main() has printed the summary
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         if adaptation is not None:
             stats["adaptation"] = adaptation.stats()
         stats.update(device=engine.device, publish_addr=publisher.endpoint, source_kind=kind,
@@ -454,11 +456,26 @@ def exit_status(stats: dict[str, Any]) -> int:
     return 1 if stats.get("record_errors") or stats.get("warnings") else 0
 
 
+#: Stop signals seen by the running command (main keeps its handler installed after one; see on_signal).
+_SIGNALS_SEEN = [0]
+
+
 def main(argv: list[str] | None = None, prog: str = "run_live.py") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _SIGNALS_SEEN[0] = 0
+    try:
+        return _run_and_report(args, prog)
+    finally:
+        if not _SIGNALS_SEEN[0]:  # after a stop signal, a late one must not kill the exiting process (-2)
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+
+def _run_and_report(args: argparse.Namespace, prog: str) -> int:
     try:
         stats = run(args)
     except UsageError as exc:

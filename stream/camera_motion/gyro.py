@@ -336,8 +336,9 @@ class UdpSource(_ThreadSource):
             self._sock.close()
 
 
-#: Faster than this (rad/s) no hand-held or rigged camera turns; a gyro reporting it is in deg/s.
-MAX_PLAUSIBLE_RAD_S = 35.0
+#: Faster than this (rad/s, ~1150 deg/s) no hand-held or rigged camera turns; a gyro reporting it is in deg/s.
+#: (A slow pan in deg/s stays below it and is not detected: pass rad/s, as the CSV and packet formats say.)
+MAX_PLAUSIBLE_RAD_S = 20.0
 #: Timestamps this far (s) from the frames' clock are on another clock (e.g. Unix time vs video time).
 OTHER_CLOCK_S = 1e5
 
