@@ -39,15 +39,17 @@ class Limit:
     off: float = 15.0
 
 
-#: Anatomical ranges (degrees) used to clamp augmented poses and to count violations; a proxy, not a medical table.
+#: Ranges (degrees) used to clamp augmented poses and to count violations: anatomical ranges widened to the
+#: 99.9th percentile of the retargeted mocap (retargeting puts the rest-pose offsets into collars, neck and elbow
+#: twist), so the real data sits inside them. A proxy, not a medical table.
 JOINT_LIMITS: dict[int, Limit] = {
     _J["l_hip"]: Limit(125), _J["r_hip"]: Limit(125),
     _J["l_knee"]: Limit(155, (1, 0, 0), -5), _J["r_knee"]: Limit(155, (1, 0, 0), -5),
-    _J["spine1"]: Limit(45), _J["spine2"]: Limit(35), _J["spine3"]: Limit(35),
-    _J["l_ankle"]: Limit(55), _J["r_ankle"]: Limit(55), _J["l_foot"]: Limit(45), _J["r_foot"]: Limit(45),
-    _J["neck"]: Limit(55), _J["head"]: Limit(55), _J["l_collar"]: Limit(35), _J["r_collar"]: Limit(35),
+    _J["spine1"]: Limit(90), _J["spine2"]: Limit(50), _J["spine3"]: Limit(50),
+    _J["l_ankle"]: Limit(60), _J["r_ankle"]: Limit(60), _J["l_foot"]: Limit(50), _J["r_foot"]: Limit(50),
+    _J["neck"]: Limit(85), _J["head"]: Limit(60), _J["l_collar"]: Limit(70), _J["r_collar"]: Limit(70),
     _J["l_shoulder"]: Limit(160), _J["r_shoulder"]: Limit(160),
-    _J["l_elbow"]: Limit(155, (0, -1, 0), -5, 40), _J["r_elbow"]: Limit(155, (0, 1, 0), -5, 40),
+    _J["l_elbow"]: Limit(155, (0, -1, 0), -5, 60), _J["r_elbow"]: Limit(155, (0, 1, 0), -5, 60),
     _J["l_wrist"]: Limit(90), _J["r_wrist"]: Limit(90), _J["l_hand"]: Limit(60), _J["r_hand"]: Limit(60),
 }
 
