@@ -199,17 +199,19 @@ def check_step_model(meta: Mapping[str, Any], x_width: int, outputs: Mapping[str
             raise ValueError(f"metadata {key} differ from the live loop's order ({detail})")
     if not (isinstance(meta["fps"], float) and math.isclose(meta["fps"], c.fps)):
         raise ValueError(f"metadata fps is {meta['fps']}, the live loop feeds the model at {c.fps:g} fps")
-    pattern = (re.escape(INPUT_NORMALIZATION).replace(re.escape("{threshold}"), r"(?P<t>[0-9.eE+-]+)")
-               .replace(re.escape("{width}"), r"(?P<w>[0-9]+)"))
-    found = re.fullmatch(pattern, str(meta["input_normalization"]))
-    if found is None:
-        raise ValueError("metadata input_normalization differs from the normalization the live loop applies "
-                         "(export/metadata.py INPUT_NORMALIZATION)")
-    if not math.isclose(float(found["t"]), c.conf_threshold):
-        raise ValueError(f"metadata input_normalization zeroes keypoints below conf {found['t']}, the live loop "
-                         f"uses {c.conf_threshold:g}")
-    if meta["normalized_dim"] != x_width or int(found["w"]) != x_width:
-        raise ValueError(f"metadata normalized_dim {meta['normalized_dim']} (normalization text: {found['w']}) != "
+    # The normalization text is prose (its wording may change between versions); what must agree is the x
+    # width it describes and the confidence threshold below which keypoints are zeroed.
+    text = str(meta["input_normalization"])
+    width = re.match(r"x \(B, (\d+)\)", text)
+    threshold = re.search(r"conf < ([0-9.]+)", text)
+    if width is None or threshold is None or "normalize_keypoints" not in text:
+        raise ValueError("metadata input_normalization does not describe the live loop's normalization "
+                         "(mocap.camera.normalize_keypoints; export/metadata.py INPUT_NORMALIZATION)")
+    if not math.isclose(float(threshold[1].rstrip(".")), c.conf_threshold):
+        raise ValueError(f"metadata input_normalization zeroes keypoints below conf {threshold[1].rstrip('.')}, "
+                         f"the live loop uses {c.conf_threshold:g}")
+    if meta["normalized_dim"] != x_width or int(width[1]) != x_width:
+        raise ValueError(f"metadata normalized_dim {meta['normalized_dim']} (normalization text: {width[1]}) != "
                          f"the graph's x width {x_width}")
     if x_width not in c.x_widths:
         raise ValueError(f"x is {x_width} wide; the contract allows {' or '.join(map(str, c.x_widths))}")
