@@ -61,6 +61,9 @@ class CameraRanges:
     roll: tuple[float, float] = (-10.0, 10.0)             # constant camera roll
     hfov: tuple[float, float] = (40.0, 90.0)              # horizontal field of view
     portrait_prob: float = 0.35
+    #: Portrait phones: the horizontal (short-side) FOV is narrower; 27 degrees is what the live loop assumes for
+    #: an uncalibrated 9:16 camera (focal = image diagonal), so the range covers it.
+    portrait_hfov: tuple[float, float] = (25.0, 70.0)
     cut_prob: float = 0.2                                 # aim off-centre vertically so feet or head leave the frame
     min_depth: float = 0.9                                # never closer than this along the optical axis
     height: tuple[float, float] | None = None             # camera height range (m) instead of an elevation
@@ -142,7 +145,7 @@ def sample_camera_track(
     sizes = _LANDSCAPE[rng.integers(0, len(_LANDSCAPE), size=b)]
     portrait = rng.uniform(size=b) < ranges.portrait_prob
     sizes = np.where(portrait[:, None], sizes[:, ::-1], sizes)
-    hfov = np.deg2rad(rng.uniform(*ranges.hfov, size=b))
+    hfov = np.deg2rad(np.where(portrait, rng.uniform(*ranges.portrait_hfov, size=b), rng.uniform(*ranges.hfov, size=b)))
     focal = np.sqrt((sizes**2).sum(-1)) if ranges.diagonal_focal else sizes[:, 0] / (2 * np.tan(hfov / 2))
     return CameraTrack(
         rotation=rot,
