@@ -213,7 +213,8 @@ class Adapter:
             with torch.no_grad():
                 ref, _ = self.pretrained.forward_sequence(x, omega, state)
             out, _ = self._work.forward_sequence(x, omega, state)
-            terms = self_supervised_losses(out, x, conf, ref, self.pretrained.config.contact_threshold)
+            terms = self_supervised_losses(out, x, conf, ref, self.pretrained.config.contact_threshold,
+                                           cfg.weights.reproj_sigma)
             loss = weighted_total(terms, cfg.weights) + cfg.weights.anchor * anchor_loss(trained, self.anchor)
             if not torch.isfinite(loss):
                 break  # never step on a non-finite loss; what was learnt so far still goes to the gate

@@ -33,12 +33,13 @@ class AdaptWeights:
     """Loss weights; each term is a per-frame mean, so the weights read as trade-offs."""
 
     reproj: float = 1.0         # robust 2D error, bbox half-size units
+    reproj_sigma: float = 0.1   # Geman-McClure scale (bbox half-size units): residuals far above it count ~1
     bone: float = 1.0           # bone-length coefficient of variation over the window
     smooth: float = 2.0         # joint acceleration, m/frame^2 (pelvis-relative, camera axes)
     foot: float = 2.0           # world foot-point speed while predicted in contact, m/frame
     prior: float = 0.05         # squared rotation distance to the pretrained model's prediction
     limits: float = 1.0         # joint angles beyond JOINT_MAX_DEG, radians
-    anchor: float = 1.0         # L2-SP: mean squared deviation of adapted weights from the pretrained ones x 1e4
+    anchor: float = 1.0         # L2-SP: summed squared deviation of the adapted weights from the pretrained ones
 
 
 def keypoint_targets(x: torch.Tensor, conf: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,17 +120,17 @@ def prior_loss(out: Mapping[str, torch.Tensor], ref: Mapping[str, torch.Tensor])
 
 
 def anchor_loss(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """L2-SP (Li et al. 2018): mean squared distance of the adapted weights to the pretrained ones, x 1e4."""
-    total = sum(((p - anchor[n]).square().sum() for n, p in params.items()), torch.zeros(()))
-    count = sum(p.numel() for p in params.values())
-    return total / max(count, 1) * 1e4
+    """L2-SP (Li et al. 2018): squared distance of the adapted weights to the pretrained ones (summed, so the
+    pull on each weight does not depend on how many adapt)."""
+    return sum(((p - anchor[n]).square().sum() for n, p in params.items()), torch.zeros(()))
 
 
 def self_supervised_losses(out: Mapping[str, torch.Tensor], x: torch.Tensor, conf: torch.Tensor,
-                           ref: Mapping[str, torch.Tensor], contact_threshold: float = 0.5) -> dict[str, torch.Tensor]:
+                           ref: Mapping[str, torch.Tensor], contact_threshold: float = 0.5,
+                           sigma: float = 0.1) -> dict[str, torch.Tensor]:
     """Every data term (the anchor is added by the optimizer, which knows the parameters)."""
     return {
-        "reproj": reprojection_loss(out, x, conf),
+        "reproj": reprojection_loss(out, x, conf, sigma),
         "bone": bone_consistency_loss(out),
         "smooth": smoothness_loss(out),
         "foot": foot_slide_loss(out, contact_threshold),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..model import CausalMocap
-from .cycle import Adapter, Window, apply_weights, split_for_cycle
+from .cycle import AdaptConfig, Adapter, Window, apply_weights, split_for_cycle
 from .losses import keypoint_targets, reprojection_residual
 from .rollback import RegressionMonitor, WeightHistory
 
@@ -44,7 +44,8 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
     live = copy.deepcopy(model).eval()
     history = WeightHistory(adapter.initial_weights())
     monitor = RegressionMonitor(cfg.rollback_frames, cfg.rollback_tolerance)
-    x_all, omega_all = sample["x"].float(), sample["omega"].float()
+    x_all = sample["x"][:, : model.config.input_dim].float()  # a model without the frame-interval column: 66
+    omega_all = sample["omega"].float()
     conf_all = sample["kp2d"][..., 2].float()
     n = x_all.shape[0]
     state = live.initial_state(1)
@@ -84,4 +85,31 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
     return outputs, log
 
 
-__all__ = ["ReplayConfig", "frame_reprojection", "run_adaptive"]
+class EvalAdaptation:
+    """`mocap.eval --adapt`: each clip replayed with adaptation from the pretrained weights (a fresh session per
+    clip, no profile carried over); the logs add up to the report's `adapt` entry."""
+
+    def __init__(self, config: AdaptConfig | None = None, replay: ReplayConfig | None = None, seed: int = 0) -> None:
+        self.config, self.replay, self.seed = config or AdaptConfig(), replay or ReplayConfig(), seed
+        self.logs: list[dict] = []
+
+    def run(self, model: CausalMocap, sample: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        outputs, log = run_adaptive(model, sample, Adapter(model, self.config, seed=self.seed + len(self.logs)),
+                                    self.replay)
+        self.logs.append(log)
+        return outputs
+
+    def summary(self) -> dict:
+        frames = sum(len(log["generation"]) for log in self.logs)
+        adapted = sum(int((log["generation"] > 0).sum()) for log in self.logs)
+        return {
+            "cycles": sum(log["cycles"] for log in self.logs),
+            "accepted": sum(log["accepted"] for log in self.logs),
+            "rollbacks": sum(log["rollbacks"] for log in self.logs),
+            "adapted_frame_share": round(adapted / max(frames, 1), 3),
+            "adapt_s": round(sum(log["adapt_s"] for log in self.logs), 1),
+            "every": self.replay.every, "steps": self.config.steps, "params": list(self.config.params),
+        }
+
+
+__all__ = ["EvalAdaptation", "ReplayConfig", "frame_reprojection", "run_adaptive"]

@@ -8,6 +8,7 @@ except for what the CPU itself shares (measured in BENCHMARKS.md, "Background ad
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import logging
 import multiprocessing
 import statistics
@@ -100,20 +101,36 @@ class AdaptationWorker:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "AdaptationWorker":
+        """Load the profile (if any) and start cycling every `interval_s` on the manager thread."""
         if self._thread is not None:
             return self
-        if self.mode == "thread":
-            self._executor = cf.ThreadPoolExecutor(1, thread_name_prefix="adapt-worker",
-                                                   initializer=lower_priority, initargs=(self.spec.nice,))
-        else:
-            self._executor = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                    initializer=init_process, initargs=(self.spec,))
+        self._ensure_executor()
         self._thread = threading.Thread(target=self._run, name="adapt-manager", daemon=True)
         self._thread.start()
         return self
 
+    def run_once(self) -> None:
+        """One manager iteration on the calling thread (a pending rollback, else one cycle); for tests and
+        benchmarks that want the worker's decisions without its timer."""
+        self._ensure_executor()
+        if self._rollback.is_set():
+            self._do_rollback()
+        else:
+            self._one_cycle()
+
+    def _ensure_executor(self) -> cf.Executor:
+        if self._executor is None:
+            if self.mode == "thread":
+                self._executor = cf.ThreadPoolExecutor(1, thread_name_prefix="adapt-worker",
+                                                       initializer=lower_priority, initargs=(self.spec.nice,))
+            else:
+                self._executor = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                        initializer=init_process, initargs=(self.spec,))
+        return self._executor
+
     def close(self, timeout: float = 30.0) -> None:
-        """Stop after the cycle in flight (its result is dropped), save the profile, release the worker."""
+        """Stop after the cycle in flight (its result is dropped) and release the worker (the profile is saved at
+        every accepted generation and rollback, so nothing is pending here)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -131,7 +148,7 @@ class AdaptationWorker:
     # ------------------------------------------------------------------ manager thread
     def _run(self) -> None:
         try:
-            self._load_profile()
+            self.load_profile()
         except Exception as exc:  # a broken profile must not stop the live loop: start from the base model
             self._error("profile load", exc)
         while not self._stop.is_set():
@@ -140,11 +157,8 @@ class AdaptationWorker:
             if self._stop.is_set():
                 break
             try:
-                if self._rollback.is_set():
-                    self._do_rollback()
-                    continue
-                self._one_cycle()
-            except cf.process.BrokenProcessPool as exc:
+                self.run_once()
+            except BrokenProcessPool as exc:
                 self._error("worker process died; adaptation stops", exc)
                 return
             except Exception as exc:  # never let a cycle kill adaptation (or the loop)
@@ -229,7 +243,7 @@ class AdaptationWorker:
         return self._executor.submit(fn, *args).result()
 
     # ------------------------------------------------------------------ profile
-    def _load_profile(self) -> None:
+    def load_profile(self) -> None:
         if self.profile is None:
             return
         current = self._history.current.weights
