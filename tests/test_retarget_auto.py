@@ -376,6 +376,27 @@ def test_missing_head_and_toes_without_end_sites_still_import(tmp_path: Path) ->
     assert joints[0, SMPL_JOINT_NAMES.index("head"), 1] > joints[0, SMPL_JOINT_NAMES.index("neck"), 1]
 
 
+def test_root_channels_relative_to_offset_stand_on_the_floor(tmp_path: Path) -> None:
+    """iClone-style files: root OFFSET at hip height and position channels relative to it."""
+    absolute = retarget_bvh(write_family(tmp_path / "abs.bvh", FAMILIES["mixamo"]))
+    lines = (tmp_path / "abs.bvh").read_text().splitlines()
+    off = np.array([float(v) for v in lines[3].split()[1:]])  # the root OFFSET: the pelvis rest position
+    np.testing.assert_allclose(off, REST["pelvis"] / 0.01, atol=1e-5)
+    start = lines.index("MOTION") + 3
+    for i in range(start, len(lines)):
+        vals = [float(v) for v in lines[i].split()]
+        vals[:3] = list(np.array(vals[:3]) - off)
+        lines[i] = " ".join(f"{v:.6f}" for v in vals)
+    relative = retarget_bvh(_write(tmp_path / "rel.bvh", "\n".join(lines) + "\n"))
+    np.testing.assert_allclose(relative.trans, absolute.trans, atol=1e-4)
+    assert 0.8 < np.median(relative.trans[:, 1]) < 1.1
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def test_cmu_120fps_resamples_to_30(tmp_path: Path) -> None:
     from mocap.retarget import resample
     path = write_family(tmp_path / "cmu120.bvh", FAMILIES["cmu-asf"], frames=121, fps=120.0)
