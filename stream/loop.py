@@ -23,6 +23,8 @@ from typing import Any, Callable, Literal, Mapping, Protocol
 import numpy as np
 
 from mocap.camera import CONF_THRESHOLD, default_intrinsics, normalize_keypoints, project
+from mocap.fitting import RefineConfig, TrackState, refine_step
+from mocap.fitting.reprojection import reprojection_error  # the loop's reported figure, one definition
 from stream.camera_motion import CameraMotion
 from stream.detector.base import Detection, Detector, bbox_of_visible
 from stream.pose_frame import model_label, pose_message, status_message
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Per-frame stages, in pipeline order, timed in ms. "capture" is the frame's age when the loop picks it up
 #: (time spent waiting in the source's one-slot buffer); "latency" is capture -> published.
-STAGES: tuple[str, ...] = ("read", "capture", "detect", "track", "camera_motion", "model", "publish", "latency")
+STAGES: tuple[str, ...] = ("read", "capture", "detect", "track", "camera_motion", "model", "refine", "publish",
+                           "latency")
 
 Clock = Literal["capture", "media"]
 
@@ -134,22 +137,6 @@ class StageStats:
         return {stage: self.summarize(self._values[stage]) for stage in order}
 
 
-def reprojection_error(kp3d_cam: np.ndarray, kp2d: np.ndarray, K: np.ndarray) -> float | None:
-    """Median pixel distance between the model's keypoints projected with K and the confident detected ones,
-    relative to the height of the detected keypoints' box; None when fewer than 4 points are usable.
-
-    kp3d_cam: (21, 3) camera frame metres; kp2d: (21, 3) pixels + confidence; K: (3, 3).
-    """
-    uv = np.asarray(project(np.asarray(kp3d_cam, dtype=np.float64), np.asarray(K, dtype=np.float64)))
-    ok = (kp2d[:, 2] >= CONF_THRESHOLD) & np.isfinite(uv).all(axis=1) & np.isfinite(kp2d[:, :2]).all(axis=1)
-    if ok.sum() < 4:
-        return None
-    height = float(np.ptp(kp2d[ok, 1]))
-    if height <= 0:
-        return None
-    return float(np.median(np.linalg.norm(uv[ok] - kp2d[ok, :2], axis=1)) / height)
-
-
 @dataclass
 class _Counters:
     frames: int = 0            # processed frames
@@ -181,6 +168,8 @@ class LiveLoop:
         skip_late: drop frames that are more than one frame interval behind real time (files played at fps).
         heartbeat_s: while no frame arrives, a ``lost`` message goes out this often (subscribers see the stall).
         max_source_errors: consecutive source exceptions before giving up (None = retry forever).
+        refine: test-time refinement of each step's body to the frame's keypoints (`mocap.fitting`, timed as the
+            "refine" stage); None = publish the network's output as it is.
     """
 
     def __init__(
@@ -202,6 +191,7 @@ class LiveLoop:
         heartbeat_s: float = 0.5,
         max_source_errors: int | None = None,
         stats_window: int = 18000,
+        refine: RefineConfig | None = None,
     ) -> None:
         if lost_reset_frames < 1:
             raise ValueError(f"lost_reset_frames must be >= 1, got {lost_reset_frames}")
@@ -225,6 +215,8 @@ class LiveLoop:
         self._K_size: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._timings = StageStats(stats_window)
+        self.refine = refine  # test-time refinement after each step (mocap/fitting); None = off
+        self._refine_track = TrackState()
         self._reproj: collections.deque[float] = collections.deque(maxlen=stats_window)
         self._n = _Counters()
         self.stop_reason: str | None = None
@@ -388,6 +380,10 @@ class LiveLoop:
             state_before = self._state
             outputs = self._step_engine(x, omega)
         stages["model"] = (time.perf_counter() - tic) * 1e3
+        if outputs is not None and self.refine is not None and result.keypoints is not None:
+            tic = time.perf_counter()
+            outputs = self._refine_outputs(outputs, state_before, result.keypoints, K)
+            stages["refine"] = (time.perf_counter() - tic) * 1e3
 
         tic = time.perf_counter()
         msg = self._message(frame, result, outputs, lost=x is None)
@@ -474,6 +470,7 @@ class LiveLoop:
         return omega
 
     def _new_state(self, track: int) -> None:
+        self._refine_track.reset()
         self._state = self.engine.initial_state(1)
         self._state_track = track
         self._fresh = True
@@ -482,6 +479,7 @@ class LiveLoop:
         self._last_track = track
 
     def _reset_state(self) -> None:
+        self._refine_track.reset()
         self._state = None
         self._state_track = None
         self._last_x = None
@@ -500,6 +498,20 @@ class LiveLoop:
             return None
         self._state = state
         return outputs
+
+    def _refine_outputs(self, outputs: dict[str, np.ndarray], state_before: Mapping[str, np.ndarray],
+                        kp2d: np.ndarray, K: np.ndarray) -> dict[str, np.ndarray]:
+        """The step's outputs fitted to the frame's keypoints; the engine state then carries the refined feet
+        and root (so the next step integrates the trajectory from the refined body). Errors keep the network's."""
+        try:
+            res = refine_step(outputs, state_before, self._state or {}, kp2d, K, self._refine_track, self.refine)
+        except Exception as exc:
+            self._n.errors["refine"] += 1
+            self._log_error("refine", exc)
+            return outputs
+        if res.refined is not None and self._state is not None:
+            self._state = res.state
+        return res.outputs
 
     def _message(self, frame: Frame, result: TrackResult, outputs: dict[str, np.ndarray] | None, lost: bool
                  ) -> PoseMessage:
