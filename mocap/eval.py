@@ -24,6 +24,7 @@ from .bvh import bvh_files as dataset_bvh_files
 from .data.build import CACHE_FPS, calibrate_groups
 from .data.splits import split_of
 from .data.synth import SynthConfig, SyntheticGenerator
+from .fitting import RefineConfig, TrackState, refine_step
 from .metrics import sequence_metrics, summarize
 from .model import CausalMocap, load_model
 from .model.checkpoint import DEFAULT_CHECKPOINT
@@ -75,17 +76,34 @@ def synthesize_clip(path: Path, camera: str, seed: int, index: int, corrections:
 
 
 @torch.no_grad()
-def run_model_causally(model: CausalMocap, sample: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """One `step` per frame (batch 1), as the live loop does; returns (T, ...) arrays."""
+def run_model_causally(model: CausalMocap, sample: dict[str, torch.Tensor],
+                       refine: RefineConfig | None = None) -> dict[str, np.ndarray]:
+    """One `step` per frame (batch 1), as the live loop does; returns (T, ...) arrays. With `refine`, each step is
+    followed by the live loop's test-time refinement (mocap/fitting) on numpy copies, its state fed back."""
     state = model.initial_state(1)
     outs: list[dict[str, torch.Tensor]] = []
-    for t in range(sample["x"].shape[0]):
-        out, state = model.step(sample["x"][t : t + 1], sample["omega"][t : t + 1], state)
+    x = sample["x"]
+    track, K = TrackState(), sample_intrinsics(sample)
+    for t in range(x.shape[0]):
+        out, new_state = model.step(x[t : t + 1], sample["omega"][t : t + 1], state)
+        if refine is not None:
+            as_np = lambda d: {k: v.numpy() for k, v in d.items()}  # noqa: E731
+            res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine)
+            out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.outputs.items()}
+            new_state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.state.items()}
+        state = new_state
         outs.append(out)
     return {k: torch.cat([o[k] for o in outs]).numpy() for k in outs[0]}
 
 
-def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, torch.Tensor], body: BuiltinBody) -> dict[str, float]:
+def sample_intrinsics(sample: dict[str, torch.Tensor]) -> np.ndarray:
+    """K (3, 3) of a synthetic clip's camera (its focal and principal point)."""
+    f, (px, py) = float(sample["focal"]), (float(v) for v in sample["principal"])
+    return np.array([[f, 0.0, px], [0.0, f, py], [0.0, 0.0, 1.0]])
+
+
+def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, torch.Tensor], body: BuiltinBody,
+                  refine: RefineConfig | None = None) -> dict[str, float]:
     gt_cam = sample["gt_joints_cam_rel"].numpy()
     if model_kind == "optimization":
         K = np.array([[float(sample["focal"]), 0, float(sample["principal"][0])],
@@ -98,7 +116,7 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
         pred_cam = rel[np.clip(np.cumsum(usable) - 1, 0, None)]
         return sequence_metrics(pred_cam, gt_cam)
     assert model is not None
-    out = run_model_causally(model, sample)
+    out = run_model_causally(model, sample, refine)
     pose_cam = np.concatenate((out["cam_root_rotmat"][:, None], out["pose_rotmat"][:, 1:]), axis=1)
     with torch.no_grad():
         pred_cam = body(torch.from_numpy(pose_cam), torch.from_numpy(out["betas"])).joints.numpy()
@@ -111,7 +129,7 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
 
 
 def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, seed: int, split: str,
-             limit: int | None = None, progress: bool = True) -> dict:
+             limit: int | None = None, progress: bool = True, refine: bool = False) -> dict:
     files, seen = bvh_files(paths, split)
     files = files[:limit]
     corrections = calibrate_groups(seen, "auto", None) if len(seen) > 1 else {}
@@ -125,11 +143,14 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
             raise ValueError(f"checkpoint {ckpt} holds a {model.config.kind!r} model, not {model_kind!r}")
     body = BuiltinBody()
     torch.set_num_threads(1)
+    if refine and model is None:
+        raise ValueError("--refine refines a network's steps; it is not wired into the optimization baseline")
+    refine_cfg = RefineConfig() if refine else None  # issue 11: the live loop's per-frame test-time refinement
     results, t_model, frames = [], 0.0, 0
     for i, path in enumerate(tqdm(files, desc=f"eval {model_kind}", disable=not progress, file=sys.stderr)):
         sample = synthesize_clip(path, camera, seed, i, corrections.get(str(path)))
         t0 = time.perf_counter()
-        results.append(evaluate_clip(model_kind, model, sample, body))
+        results.append(evaluate_clip(model_kind, model, sample, body, refine_cfg))
         t_model += time.perf_counter() - t0
         frames += sample["x"].shape[0]
     summary = summarize(results)
@@ -138,7 +159,8 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
     for key in _KEYS.values():
         report.setdefault(key, None)  # world metrics do not exist for the per-frame optimization baseline
     report.update({"model": model_kind, "checkpoint": None if model is None else getattr(model, "model_id", checkpoint),
-                   "camera": camera, "seed": seed, "split": split, "ms_per_frame": round(1000 * t_model / max(frames, 1), 3)})
+                   "camera": camera, "seed": seed, "split": split, "ms_per_frame": round(1000 * t_model / max(frames, 1), 3),
+                   "refine": refine})
     return report
 
 
@@ -151,11 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", choices=["causal", "single-frame", "optimization"], default="causal")
     p.add_argument("--split", choices=["val", "train", "all"], default="val", help="clips taken from directories")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
+    p.add_argument("--refine", action="store_true",
+                   help="after each step, the live loop's test-time refinement to the 2D keypoints (mocap/fitting)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     args = p.parse_args(argv)
     try:
         report = evaluate(args.bvh, args.checkpoint, args.model, args.camera, args.seed, args.split, args.limit,
-                          progress=not args.json)
+                          progress=not args.json, refine=args.refine)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
