@@ -551,3 +551,17 @@ def test_heartbeats_are_flagged_and_left_out_of_latency_stats(engine: Any) -> No
     s = stats.summary()
     assert s["messages"] == 2 and s["heartbeats"] == len(pub.messages) and s["seq_gaps"] == 0
     assert s["latency_capture_ms"]["p50"] == pytest.approx(50.0, abs=1.0)
+
+
+# =================================================================================================== 8. soak
+def test_soak_verdict_separates_late_frames_from_unexplained_drops() -> None:
+    from stream.soak import verdict
+
+    def window(rss: float, p99: float, gaps: int, late: int) -> dict[str, Any]:
+        lat = {"p50": p99 / 2, "p99": p99, "max": p99}
+        return {"rss_mb": rss, "loop_latency_ms": lat, "receive_latency_ms": lat, "seq_gaps": gaps,
+                "publish_dropped": 0, "skipped_late": late, "errors": 0}
+
+    v = verdict([window(300, 9, 0, 0), window(310, 10, 3, 3), window(311, 12, 5, 4)], warmup_windows=1)
+    assert v["rss_growth_mb"] == 1 and v["loop_p99_drift_pct"] == pytest.approx(20.0)
+    assert v["skipped_late"] == 7 and v["seq_gaps"] == 8 and v["unexplained_drops"] == 1
