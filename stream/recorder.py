@@ -118,6 +118,8 @@ class Recorder:
         self.last_error: str | None = None
         self.final_path: Path | None = None
         self._writer: FormatWriter | None = factory(self.partial)
+        if hasattr(self._writer, "overwrite"):  # formats that write further files (BVH: one per extra track)
+            self._writer.overwrite = overwrite
 
     def set_fps(self, fps: float | None) -> None:
         """The source's frame rate, for formats that store one (BVH, NPZ); JSON Lines needs none."""

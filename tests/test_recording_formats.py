@@ -181,6 +181,14 @@ def test_bvh_holds_poses_through_gaps_and_splits_tracks(tmp_path: Path) -> None:
     np.testing.assert_allclose(joints[:, 0, 0], [1.0, 1.1, 1.1, 1.1, 1.4], atol=1e-6)  # seq 12, 13 hold seq 11
     other, _ = bvh_joints(tmp_path / "two.track3.bvh")
     assert other.shape[0] == 2 and np.allclose(other[:, 0, 2], 1.0)
+    # A further track's file is never replaced silently: without --overwrite the take stays in FILE.partial.
+    (tmp_path / "two.bvh").unlink()
+    again = record(tmp_path / "two.bvh", [a[0], b[0]])
+    assert again.errors == 1 and "two.track3.bvh exists" in again.last_error
+    assert (tmp_path / "two.bvh.partial").exists() and not (tmp_path / "two.bvh").exists()
+    (tmp_path / "two.bvh.partial").unlink()
+    replaced = record(tmp_path / "two.bvh", [a[0], b[0]], overwrite=True)
+    assert replaced.errors == 0 and bvh_joints(tmp_path / "two.track3.bvh")[0].shape[0] == 1
 
 
 def test_bvh_refuses_what_it_cannot_record(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_known_pose_arrives_as_expected_quaternions_and_positions() -> None:
     addr = f"tcp://127.0.0.1:{free_port()}"
     publisher = Publisher(addr)
     bridge = subprocess.Popen([sys.executable, "-m", "stream.vmc", "--sub", addr, "--to",
-                               f"127.0.0.1:{receiver.port}", "--timeout", "10", "--json"],
+                               f"127.0.0.1:{receiver.port}", "--timeout", "3", "--json"],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seq, deadline = 0, time.monotonic() + 30

@@ -1,13 +1,15 @@
 """Convert a JSON Lines recording (``run_live.py --record x.jsonl``) to BVH or NPZ.
 
-    python -m stream.recording IN.jsonl OUT.bvh|OUT.npz [--fps F] [--overwrite]
+    python -m stream.recording IN.jsonl OUT.bvh|OUT.npz [--fps F] [--overwrite] [--check]
 
 --fps: the source's frame rate (default: estimated from the capture clock, right for real-time captures).
+--check (BVH): re-import the file and print its errors against the messages as JSON (`stream.recording.check`).
 Prints the files written; exit 1 if the recording failed, 2 on bad arguments.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", help="output file: .bvh or .npz")
     p.add_argument("--fps", type=float, default=None, help="the source's frame rate (default: estimated)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--check", action="store_true", help="BVH: re-import and print the errors as JSON")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if Path(args.out).suffix.lower() not in _SUFFIXES or Path(args.out).suffix.lower() not in FORMATS:
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(recorder.final_path)  # further BVH tracks are logged as they are written
+    if args.check and recorder.final_path.suffix.lower() == ".bvh":
+        from stream.recording.check import check_bvh
+
+        print(json.dumps(check_bvh(recorder.final_path, list(read_recording(args.source)))))
     return 0
 
 

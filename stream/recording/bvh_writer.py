@@ -123,13 +123,15 @@ class BvhWriter(WriteOnClose):
     """A `stream.recorder` format: keeps each pose, writes one BVH per track on ``close`` (module docstring).
 
     path: the file to write (the Recorder's ``FILE.partial``); further tracks go beside FILE, each through its
-    own ``.partial`` file, and an existing one is never replaced (FileExistsError on close).
+    own ``.partial`` file; an existing one is replaced only with ``overwrite`` (set by the Recorder from
+    ``--overwrite``), else close raises FileExistsError and the recording stays in ``FILE.partial``.
     """
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._tracks: dict[int, _Track] = {}
         self.paths: list[Path] = []  # the extra track files written by close
+        self.overwrite = False
 
     def _keep(self, msg: PoseMessage) -> None:
         if len(msg.pose_quat) != 96 or len(msg.joints) != 72 or len(msg.root_trans) != 3:
@@ -158,8 +160,9 @@ class BvhWriter(WriteOnClose):
         self._write(fh, *tracks[0])
         for track, rec in tracks[1:]:
             path = self.track_path(track)
-            if path.exists():
-                raise FileExistsError(f"{path} exists (track {track} of this recording); move it away")
+            if path.exists() and not self.overwrite:
+                raise FileExistsError(f"{path} exists (track {track} of this recording); move it away or pass "
+                                      "--overwrite")
             partial = path.with_name(path.name + PARTIAL_SUFFIX)
             with open(partial, "xb") as extra:
                 self._write(extra, track, rec)
