@@ -166,6 +166,15 @@ def test_viewer_bad_arguments_exit_2() -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+def test_viewer_without_its_build_says_how_to_build(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import stream.viewer.__main__ as cli
+
+    monkeypatch.setattr(cli, "bundle_version", lambda: None)
+    assert cli.main(["--port", "0"]) == 2
+    assert "python -m stream.viewer build" in capsys.readouterr().err
+
+
 def test_live_stream_in_headless_chromium(tmp_path: Path) -> None:
     """run_live.py on the shared video -> ZeroMQ -> the viewer -> WebSocket -> a real browser drawing it."""
     if IN_CI:

@@ -37,6 +37,9 @@ def _serve(argv: list[str]) -> int:
     if version != locked_version():
         logging.getLogger("livemocap.viewer").warning("static/vendor holds three %s, the lock file pins %s: "
                                                       "run python -m stream.viewer build", version, locked_version())
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("livemocap.viewer").warning(
+            "serving on %s: anyone who can reach this address sees the tracked person's pose (plain HTTP)", args.host)
     from stream.viewer.server import ViewerServer
 
     server = ViewerServer(args.sub, args.host, args.port, curve=args.curve_server_key)

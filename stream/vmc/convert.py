@@ -73,7 +73,6 @@ TPOSE_LIMBS: dict[str, tuple[str, tuple[float, float, float]]] = {
 }
 
 _MIRROR = np.diag([-1.0, 1.0, 1.0])
-_QUAT_MIRROR = np.array([1.0, -1.0, -1.0, 1.0])
 _INDEX = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 
 
@@ -169,9 +168,4 @@ class HumanoidConverter:
         )
 
 
-def mirror_quaternion(q: np.ndarray) -> np.ndarray:
-    """(..., 4) x y z w of R -> of M R M: the same rotation seen in the other handedness, (x, -y, -z, w)."""
-    return np.asarray(q) * _QUAT_MIRROR
-
-
-__all__ = ["HUMAN_BONES", "TPOSE_LIMBS", "HumanoidConverter", "UnityPose", "mirror_quaternion", "rest_corrections"]
+__all__ = ["HUMAN_BONES", "TPOSE_LIMBS", "HumanoidConverter", "UnityPose", "rest_corrections"]
