@@ -137,9 +137,62 @@ def plot(results: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -> None
     fig.savefig(out, dpi=110)
 
 
+def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int = 300) -> dict[str, Any]:
+    """Model-stage latency of the live engine stepping at FPS for SECONDS, with the adaptation worker cycling
+    back to back (mode "thread" / "process") or absent ("off"). The worker is first fed `warm_frames` real model
+    steps (the synthetic walker through the loop), so it has something to adapt on from the first second."""
+    import engines
+    from stream.adaptation.setup import build_worker
+    from stream.camera_motion import make_camera_motion
+    from stream.sources import SyntheticSource
+    from stream.tracker import Tracker
+
+    class Sink:
+        def publish(self, msg: Any) -> bool:
+            return True
+
+    engine = engines.load("default", prefer=["onnxruntime"])
+    steps: list[Any] = []
+    loop = LiveLoop(SyntheticSource(realtime=False, render=False, n_frames=warm_frames), None, Tracker(max_lost=4),
+                    make_camera_motion("static"), engine, Sink(), lost_reset_frames=5, clock="media")
+    loop.on_model_step = steps.append
+    loop.run()
+    worker = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if mode != "off":
+            worker = build_worker(engine, "default", profile="latency", profile_dir=tmp, mode=mode, interval_s=0.05)
+            for st in steps:
+                worker.on_step(st)
+            worker.start()
+        state = engine.initial_state(1)
+        times: list[float] = []
+        period, t_next, t_end = 1.0 / fps, time.perf_counter(), time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < t_end:
+            st = steps[i % len(steps)]
+            t0 = time.perf_counter()
+            _, state = engine.step({"x": st.x[None], "omega": st.omega[None]}, state)
+            times.append((time.perf_counter() - t0) * 1e3)
+            i += 1
+            t_next += period
+            time.sleep(max(0.0, t_next - time.perf_counter()))
+        stats = worker.stats() if worker is not None else None
+        if worker is not None:
+            worker.close()
+    arr = np.asarray(times)
+    return {"mode": mode, "steps": len(times), "p50_ms": round(float(np.percentile(arr, 50)), 3),
+            "p99_ms": round(float(np.percentile(arr, 99)), 3), "max_ms": round(float(arr.max()), 2),
+            "worker": None if stats is None else {k: stats[k] for k in ("cycles", "accepted", "rejected", "errors")}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stream.adaptation.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", nargs="+", required=True, help="video file(s)")
+    p.add_argument("--source", nargs="+", default=None, help="video file(s)")
+    p.add_argument("--latency", default=None, metavar="MODES",
+                   help="instead: paced model-stage latency with the worker off/thread/process, e.g. off,thread,process "
+                        "(each --reps times, interleaved, --seconds each)")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--every", type=int, default=60, help="frames between adaptation cycles")
     p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "torch"))
@@ -149,6 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.passes < 1 or args.every < 1:
         print("error: --passes and --every must be >= 1", file=sys.stderr)
+        return 2
+    if args.latency:
+        modes = [m.strip() for m in args.latency.split(",")]
+        if any(m not in ("off", "thread", "process") for m in modes):
+            print("error: --latency takes off, thread and/or process", file=sys.stderr)
+            return 2
+        runs = [paced_latency(m, args.seconds) for _ in range(args.reps) for m in modes]
+        summary = {m: {"p99_ms_median": round(float(np.median([r["p99_ms"] for r in runs if r["mode"] == m])), 3),
+                       "p50_ms_median": round(float(np.median([r["p50_ms"] for r in runs if r["mode"] == m])), 3)}
+                   for m in modes}
+        out = {"seconds": args.seconds, "reps": args.reps, "summary": summary, "runs": runs}
+        print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+        return 0
+    if not args.source:
+        print("error: give --source VIDEO... (or --latency MODES)", file=sys.stderr)
         return 2
     import engines
     from stream.adaptation.setup import build_worker
