@@ -11,8 +11,10 @@ Clock. ``t_publish`` is ``time.monotonic()`` at send time, the same clock as ``t
 meaningful on the publishing host (or between hosts whose monotonic clocks are known to agree).
 
 Security. The default address is loopback. When binding wider, pass ``curve_secret_key`` (see
-``curve_keypair``): traffic is then encrypted and clients need the server public key; add
-``curve_allowed_clients`` to also refuse clients whose public key is not listed.
+``curve_keypair``, or key files from ``python -m stream.keys``): traffic is then encrypted and clients need the
+server public key; add ``curve_allowed_clients`` to also refuse clients whose public key is not listed.
+``run_live.py`` refuses a non-loopback address without CURVE unless told ``--insecure-public``
+(``is_loopback``); ``check_bind_address`` refuses ports libzmq would silently wrap.
 """
 from __future__ import annotations
 
