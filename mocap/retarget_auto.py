@@ -8,8 +8,9 @@ the skeleton's structure says the rest:
   (thigh, knee, ankle, toe; collar, upper arm, forearm, hand) for every family we know (CMU ASF and its
   3dsMax/MotionBuilder conversions, Mixamo, Poser/DAZ, Rokoko, Unreal mannequin, Blender Rigify/metarig,
   Reallusion CC, Bandai via its preset);
-- topology fallback when names do not give four limbs: the five long chains of the tree; the three that share
-  the deepest common ancestor (the chest) are the arms and the head, the other two are the legs; within a limb
+- topology fallback when names do not give four limbs: the five chain ends farthest apart along the tree
+  (hands, feet, head; fingers and twist helpers end near them); the three that share
+  the deepest common ancestor (the chest) are the arms and the head (the shortest), the other two are the legs; within a limb
   the two longest adjacent bones are thigh+shin or upper arm+forearm; left/right from where the knees and toes
   point (forward) and the up direction;
 - in both cases the pelvis is the common ancestor of the legs and the chest, the chest (where the arms branch)
@@ -223,19 +224,25 @@ def _map_limbs_by_names(tree: _Tree) -> dict[str, int]:
 # --- topology -------------------------------------------------------------------------------------------------------
 
 
-def _limb_clusters(tree: _Tree) -> list[int]:
-    """Representative (deepest) leaf of each long chain: leaves whose common ancestor is deep relative to them
-    (fingers of one hand, toe and heel of one foot) are one chain."""
-    leaves = sorted(tree.leaves(), key=lambda k: -tree.depth[k])
-    reps: list[int] = []
-    for leaf in leaves:
-        d = tree.depth[leaf]
-        if not d > 0:
-            continue
-        if not any(tree.depth[tree.lca(leaf, r)] >= 0.7 * min(d, tree.depth[r]) for r in reps):
-            reps.append(leaf)
-    top = tree.depth[reps[0]] if reps else 0.0
-    return [r for r in reps if tree.depth[r] >= 0.3 * top]
+def _extremities(tree: _Tree, count: int = 5) -> list[int]:
+    """The `count` leaves farthest apart along the tree (farthest-point sampling on bone-path distance): a
+    humanoid's hands, feet and head. Fingers, toes, eyes and twist helpers end near one of those and are skipped."""
+    leaves = [k for k in tree.leaves() if tree.depth[k] > 0]
+    if len(leaves) < count:
+        raise ValueError(f"found {len(leaves)} chain ends, a humanoid has {count} (2 legs, 2 arms, head)")
+
+    def dist(a: int, b: int) -> float:
+        return float(tree.depth[a] + tree.depth[b] - 2.0 * tree.depth[tree.lca(a, b)])
+
+    chosen = [max(leaves, key=lambda k: tree.depth[k])]
+    gaps = []
+    while len(chosen) < count:
+        best = max((k for k in leaves if k not in chosen), key=lambda k: min(dist(k, c) for c in chosen))
+        gaps.append(min(dist(best, c) for c in chosen))
+        chosen.append(best)
+    if gaps[-1] < 0.25 * max(gaps):
+        raise ValueError(f"found {count - 1} long chains, a humanoid has {count} (2 legs, 2 arms, head)")
+    return chosen
 
 
 def _two_long_bones(tree: _Tree, chain: list[int], tiny: float) -> tuple[int, int, int]:
@@ -251,10 +258,7 @@ def _two_long_bones(tree: _Tree, chain: list[int], tiny: float) -> tuple[int, in
 
 def _map_by_topology(tree: _Tree) -> tuple[dict[str, int], dict[str, int]]:
     """(limb joints, {'neck', 'head'}) from the tree's shape and first-frame pose (module doc)."""
-    reps = sorted(_limb_clusters(tree), key=lambda k: -tree.depth[k])
-    if len(reps) < 5:
-        raise ValueError(f"found {len(reps)} long chains, a humanoid has 5 (2 legs, 2 arms, head)")
-    reps = reps[:5]
+    reps = _extremities(tree)
     trios = [(reps[a], reps[b], reps[c]) for a in range(5) for b in range(a + 1, 5) for c in range(b + 1, 5)]
     upper = list(max(trios, key=lambda t: tree.depth[tree.lca(*t)]))
     legs = [r for r in reps if r not in upper]
@@ -264,7 +268,7 @@ def _map_by_topology(tree: _Tree) -> tuple[dict[str, int], dict[str, int]]:
         raise ValueError("arms and head do not branch above the legs")
     up = tree.pos[chest] - 0.5 * (tree.pos[legs[0]] + tree.pos[legs[1]])
     up /= max(float(np.linalg.norm(up)), 1e-9)
-    head_leaf = max(upper, key=lambda r: float((tree.pos[r] - tree.pos[chest]) @ up))
+    head_leaf = min(upper, key=lambda r: tree.depth[r])  # the head chain is far shorter than an arm (any pose)
     arms = [r for r in upper if r != head_leaf]
     leg_len = max(tree.depth[legs[0]] - tree.depth[pelvis], 1e-9)
     tiny = _TINY * leg_len
@@ -294,15 +298,7 @@ def _map_by_topology(tree: _Tree) -> tuple[dict[str, int], dict[str, int]]:
                 before = [k for k in tree.path(chest, nodes[i][0])[:-1] if tree.bone[k] > tiny]
                 if before:
                     out[f"{side}_collar"] = before[-1]
-    head_chain = [k for k in tree.path(chest, head_leaf) if tree.bone[k] > tiny]
-    joints = [k for k in head_chain if k < tree.njoints]
-    top: dict[str, int] = {}
-    if joints:
-        top["neck"] = joints[0]
-    if len(joints) >= 2:
-        top["head"] = joints[-1]
-    elif head_chain and head_chain[-1] >= tree.njoints:
-        top["head"] = head_chain[-1]
+    top = _neck_and_head(tree, tree.path(chest, head_leaf), tiny)
     return out, top
 
 
@@ -359,19 +355,36 @@ def _trunk(tree: _Tree, limbs: dict[str, int], top: dict[str, int] | None) -> di
     return out
 
 
+def _neck_and_head(tree: _Tree, chain: list[int], tiny: float) -> dict[str, int]:
+    """Neck and head along the chain from the chest to the top of the head: the neck is its first joint with a
+    real bone; the head is the first joint after it where the chain branches (eyes, jaw) or else its last joint,
+    taken at the start of a zero-length run (Reallusion's FacialBone sits on its Head). A chain with the neck as
+    its only joint leaves the head to `_derive_missing` (or to its End Site here)."""
+    joints = [k for k in chain if k < tree.njoints]
+    real = [k for k in joints if tree.bone[k] > tiny]
+    if not real:
+        return {}
+    top = {"neck": real[0]}
+    after = joints[joints.index(real[0]) + 1:]
+    head = next((k for k in after if len(tree.children[k]) >= 2), after[-1] if after else None)
+    while head is not None and tree.bone[head] <= tiny and tree.parents[head] in after:
+        head = tree.parents[head]
+    if head is not None:
+        top["head"] = head
+    elif chain and chain[-1] >= tree.njoints and tree.bone[chain[-1]] > tiny:
+        top["head"] = chain[-1]
+    return top
+
+
 def _head_chain(tree: _Tree, chest: int, arm_tops: list[int]) -> dict[str, int]:
-    """Neck and head on the longest chain above the chest that carries no arm: its first joint is the neck,
-    its last joint the head (with a single joint, the head is left to `_derive_missing`)."""
+    """Neck and head on the longest chain above the chest that carries no arm (`_neck_and_head`)."""
     arms = {k for a in arm_tops for k in tree.ancestors(a)}
     starts = [c for c in tree.children[chest] if c < tree.njoints and c not in arms]
     leaves = [lf for c in starts for lf in tree.leaves() if tree.is_ancestor(c, lf)]
     if not leaves:
         return {}
-    chain = [k for k in tree.path(chest, max(leaves, key=lambda lf: tree.depth[lf])) if k < tree.njoints]
-    top = {"neck": chain[0]}
-    if len(chain) >= 2:
-        top["head"] = chain[-1]
-    return top
+    leg = max(tree.depth[k] for k in tree.leaves())
+    return _neck_and_head(tree, tree.path(chest, max(leaves, key=lambda lf: tree.depth[lf])), _TINY * leg)
 
 
 def _derive_missing(tree: _Tree, nodes: dict[str, int]) -> dict[str, tuple[int, str]]:
