@@ -698,8 +698,19 @@ def check_file(path: str | Path) -> dict:
 
 def _check_main(paths: list[str], as_json: bool) -> int:
     """--check: print each file's mapping; 1 when any file cannot be mapped (each named with its reason)."""
-    failed = 0
-    for p in paths:
+    failed, files = 0, []
+    for p in paths:  # a folder stands for the BVH files under it
+        try:
+            found = bvh_files(p)
+        except ValueError as exc:
+            found = []
+            print(json.dumps({"file": p, "error": str(exc)}) if as_json else f"{p}: CANNOT MAP: {exc}")
+            failed += 1
+        if Path(p).is_dir() and not found:
+            print(json.dumps({"file": p, "error": "no .bvh files"}) if as_json else f"{p}: no .bvh files")
+            failed += 1
+        files.extend(str(f) for f in found)
+    for p in files:
         try:
             out = check_file(p)
         except ValueError as exc:
@@ -724,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mocap.retarget", description="Retarget BVH motion to SMPL-24.")
     ap.add_argument("path", nargs="?", help="a .bvh/.bvh.xz file to retarget and summarize")
     ap.add_argument("--check", nargs="+", metavar="FILE", help="print the automatic joint mapping and units of "
-                    "each file; exit 1 if any cannot be mapped")
+                    "each file (a folder: of each BVH under it); exit 1 if any cannot be mapped")
     ap.add_argument("--eval", metavar="DIR", help="mean retarget error over the BVH files under DIR")
     ap.add_argument("--limit", type=int, help="with --eval: evenly spaced subset of this many files")
     ap.add_argument("--preset", default="auto", help="auto | bandai | cmu | poser")

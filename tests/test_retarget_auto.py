@@ -498,6 +498,11 @@ def test_check_cli_prints_mapping_and_fails_on_bad_file(tmp_path: Path, capsys: 
     assert retarget_main(["--check", str(good), str(bad), "--json"]) == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0]["family"] == "poser-daz" and "stick.bvh" in rows[1]["file"] and "error" in rows[1]
+    assert retarget_main(["--check", str(tmp_path), "--json"]) == 1  # a folder: every BVH under it
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    (tmp_path / "empty").mkdir()
+    assert retarget_main(["--check", str(tmp_path / "empty")]) == 1
+    assert "no .bvh files" in capsys.readouterr().out
 
 
 def test_build_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
