@@ -1,0 +1,305 @@
+"""Multi-person BlazePose: the two networks of the mediapipe wheel, run by LiteRT for up to N people at once.
+
+Why not `mp.solutions.pose`: it follows exactly one person. The weights it wraps work for any number, so this
+detector runs them itself, in BlazePose's tracking mode for every person: each person ("slot") has a crop
+that the landmark network's two auxiliary points carry from frame to frame, and the person detector
+(`pose_detection.tflite`, SSD over the whole letterboxed frame) runs only when a slot's crop was lost on the
+previous frame, when there is no slot, or every `redetect_every` frames while fewer than `max_people` are
+followed (a newcomer must be found; 0 turns that off). A detection whose crop coincides with a followed
+person's is not a new person; two slots that converge onto one person (crossings) are merged into the older.
+Numerics (anchors, decoding, crops, heatmap refinement): `stream/detector/blazepose_multi_ops.py`.
+
+Runtime: LiteRT (`ai-edge-litert`, XNNPACK on CPU). tflite2onnx 0.4.1 cannot convert either model (the
+detector uses the DENSIFY op, the landmark model's PAD fails), so onnxruntime is not an option here.
+
+Output: one `Detection` per followed person (`.slot` = the crop's id, a hint for the tracker, not an identity),
+21 keypoints mapped as in `stream/detector/mediapipe_pose.py`, confidence = landmark visibility. With
+`smooth=True` landmarks and visibilities are filtered as MediaPipe's own graph does (One-Euro, min_cutoff
+0.05, beta 80 in crop sizes per second; visibility low-pass 0.1), so the output matches the single-person path.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stream.detector.base import Detection, Detector, bbox_of_visible, check_image
+from stream.detector.blazepose_multi_ops import (
+    DETECTOR_INPUT, LANDMARK_INPUT, POSE_LANDMARKS, Landmarks, Roi, crop_affine, decode_detections,
+    decode_landmarks, letterbox, roi_from_points, ssd_anchor_centres,
+)
+from stream.detector.mediapipe_pose import BLAZEPOSE_TO_KEYPOINTS
+from stream.tracker import OneEuroFilter
+
+DETECTOR_MODEL = "modules/pose_detection/pose_detection.tflite"
+LANDMARK_MODEL = "modules/pose_landmark/pose_landmark_full.tflite"
+_INSTALL_HINT = 'BlazePoseMultiDetector needs mediapipe (for its weights) and ai-edge-litert: pip install "livemocap[live]"'
+
+
+def mediapipe_model(relative: str) -> Path:
+    """Path of a .tflite file inside the installed mediapipe wheel (without importing mediapipe)."""
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(_INSTALL_HINT)
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the mediapipe wheel (mediapipe==0.10.21 ships it)")
+    return path
+
+
+class TfliteModel:
+    """One .tflite network on LiteRT's CPU interpreter: float32 NHWC in, outputs keyed by their shape."""
+
+    def __init__(self, path: Path, num_threads: int = 1) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+        self.interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
+        self.interpreter.allocate_tensors()
+        inp = self.interpreter.get_input_details()
+        if len(inp) != 1:
+            raise ValueError(f"{path}: expected one input, got {len(inp)}")
+        self._input = inp[0]["index"]
+        self.input_shape = tuple(int(d) for d in inp[0]["shape"])
+        self._outputs = [(o["index"], tuple(int(d) for d in o["shape"])) for o in self.interpreter.get_output_details()]
+
+    def __call__(self, x: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
+        """x: input_shape float32 -> {output shape: array} (every output of these models has its own shape)."""
+        self.interpreter.set_tensor(self._input, x)
+        self.interpreter.invoke()
+        return {shape: self.interpreter.get_tensor(index) for index, shape in self._outputs}
+
+
+@dataclass
+class _Slot:
+    """One followed person: the crop for the next frame and the filters of its landmarks."""
+
+    slot: int
+    roi: Roi
+    age: int = 0
+    points: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(0.05, 80.0, 1.0))
+    aux: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(0.01, 10.0, 1.0))
+    visibility: np.ndarray | None = None
+
+
+@dataclass
+class CropDetection(Detection):
+    """A Detection plus the id of the crop that produced it (stable while BlazePose follows that crop)."""
+
+    slot: int = -1
+
+
+class BlazePoseMultiDetector(Detector):
+    """Up to `max_people` BlazePose-full people per frame.
+
+    input_width: frames wider than this are downscaled first (INTER_AREA, like the single-person path);
+        keypoints are returned in the original pixels. None keeps the full size.
+    min_detection_confidence: person detector score threshold; min_tracking_confidence: landmark presence below
+        which a crop is lost (MediaPipe's defaults, 0.5 each).
+    redetect_every: frames between detector runs while fewer than max_people are followed (0 = only on loss).
+    same_person: a detection (or a second slot) whose crop centre lies within this fraction of a followed
+        crop's side, at a similar size, is the same person.
+    smooth: MediaPipe's landmark / visibility filters; fps: clock for them when `detect` gets no `t`.
+    num_threads: XNNPACK threads per network (1 leaves the other core to the rest of the loop).
+    """
+
+    name = "blazepose-multi-full"
+
+    def __init__(self, max_people: int = 4, *, input_width: int | None = 640, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5, redetect_every: int = 10, same_person: float = 0.25,
+                 smooth: bool = True, heatmap_refine: bool = True, num_threads: int = 1, fps: float = 30.0,
+                 detector_model: str | Path | None = None, landmark_model: str | Path | None = None) -> None:
+        if max_people < 1:
+            raise ValueError(f"max_people must be >= 1, got {max_people}")
+        if input_width is not None and input_width < 64:
+            raise ValueError(f"input_width must be >= 64 or None, got {input_width}")
+        if redetect_every < 0 or fps <= 0 or num_threads < 1:
+            raise ValueError("need redetect_every >= 0, fps > 0, num_threads >= 1")
+        self.max_people, self.input_width = int(max_people), input_width
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.min_tracking_confidence = float(min_tracking_confidence)
+        self.redetect_every, self.same_person, self.smooth = int(redetect_every), float(same_person), smooth
+        self.heatmap_refine, self.fps = heatmap_refine, float(fps)
+        self._det = TfliteModel(Path(detector_model) if detector_model else mediapipe_model(DETECTOR_MODEL), num_threads)
+        self._lm = TfliteModel(Path(landmark_model) if landmark_model else mediapipe_model(LANDMARK_MODEL), num_threads)
+        if self._det.input_shape != (1, DETECTOR_INPUT, DETECTOR_INPUT, 3):
+            raise ValueError(f"person detector input {self._det.input_shape}, expected (1, 224, 224, 3)")
+        if self._lm.input_shape != (1, LANDMARK_INPUT, LANDMARK_INPUT, 3):
+            raise ValueError(f"landmark model input {self._lm.input_shape}, expected (1, 256, 256, 3)")
+        self._anchors = ssd_anchor_centres()
+        self._index = np.asarray(BLAZEPOSE_TO_KEYPOINTS)
+        self._closed = False
+        #: what the last `detect` did (benches read it): detector runs, crops run, time of each (ms)
+        self.last_info: dict[str, Any] = {}
+        self.reset()
+
+    # ------------------------------------------------------------------ public
+    def reset(self) -> None:
+        """Forget every followed person (the next frame runs the person detector)."""
+        self._slots: list[_Slot] = []
+        self._next_slot = 0
+        self._frame = 0
+        self._since_detect = 0
+        self._search = 0  # frames left during which the detector runs on every frame (after a loss)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def detect(self, image: np.ndarray, t: float | None = None) -> list[Detection]:
+        """image (H, W, 3) BGR uint8, t capture time in seconds (None: frame count / fps) -> people, best first."""
+        if self._closed:
+            raise RuntimeError("BlazePoseMultiDetector is closed")
+        check_image(image)
+        t = self._frame / self.fps if t is None else float(t)
+        self._frame += 1
+        small, factor = self._downscale(image)
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        info: dict[str, Any] = {"detector_runs": 0, "crops": 0}
+        want = (not self._slots or self._search > 0
+                or (len(self._slots) < self.max_people and self.redetect_every > 0
+                    and self._since_detect >= self.redetect_every))
+        self._since_detect += 1
+        if want:
+            self._add_new_people(rgb)
+            info["detector_runs"] = 1
+            self._since_detect = 0
+            self._search = max(0, self._search - 1)
+        found: list[tuple[_Slot, Landmarks]] = []
+        lost = False
+        for slot in self._slots:
+            lm = self._landmarks(rgb, slot.roi)
+            info["crops"] += 1
+            if lm.score >= self.min_tracking_confidence:
+                found.append((slot, lm))
+            elif slot.age > 0:  # an established person's crop was lost (a fresh detection that fails is not)
+                lost = True
+        kept: list[_Slot] = []
+        detections: list[Detection] = []
+        for slot, lm in self._merge_duplicates(found, factor):
+            det = self._finish(slot, lm, t, factor, small.shape[1], small.shape[0])
+            if det is None:
+                lost = lost or slot.age > 0
+                continue
+            kept.append(slot)
+            detections.append(det)
+        self._slots = kept
+        if lost:  # look for them on the next frames (they may reappear anywhere), as BlazePose's tracking mode
+            self._search = max(1, self.redetect_every)
+        info["people"] = len(detections)
+        self.last_info = info
+        return sorted(detections, key=lambda d: -d.score)
+
+    # ------------------------------------------------------------------ stages
+    def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = image.shape[:2]
+        if self.input_width is None or w <= self.input_width:
+            return image, 1.0
+        size = (self.input_width, max(1, round(h * self.input_width / w)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), w / self.input_width
+
+    def _add_new_people(self, rgb: np.ndarray) -> None:
+        """Run the person detector; start a slot for each person no slot follows yet (best score first)."""
+        h, w = rgb.shape[:2]
+        box = letterbox(w, h)
+        inp = np.zeros((DETECTOR_INPUT, DETECTOR_INPUT, 3), np.uint8)
+        inp[box.pad_y:box.pad_y + box.height, box.pad_x:box.pad_x + box.width] = cv2.resize(
+            rgb, (box.width, box.height), interpolation=cv2.INTER_AREA)
+        x = inp.astype(np.float32)[None] * (2.0 / 255.0) - 1.0
+        outs = self._det(x)
+        boxes = next(v for s, v in outs.items() if s[-1] == 12)
+        scores = next(v for s, v in outs.items() if s[-1] == 1)
+        people = decode_detections(boxes[0], scores[0], self._anchors, box, self.min_detection_confidence)
+        for person in people:
+            if len(self._slots) >= self.max_people:
+                break
+            roi = roi_from_points(person.keypoints[0], person.keypoints[1])
+            if roi is None or roi.side < 8 or any(self._same(roi, s.roi) for s in self._slots):
+                continue
+            self._slots.append(_Slot(self._next_slot, roi))
+            self._next_slot += 1
+
+    def _same(self, a: Roi, b: Roi) -> bool:
+        """Two crops of one person: centres within `same_person` of the larger side, sides within 1.6x."""
+        d = float(np.hypot(a.centre[0] - b.centre[0], a.centre[1] - b.centre[1]))
+        big, small = max(a.side, b.side), min(a.side, b.side)
+        return d < self.same_person * big and big < 1.6 * small
+
+    def _landmarks(self, rgb: np.ndarray, roi: Roi) -> Landmarks:
+        crop = cv2.warpAffine(rgb, crop_affine(roi), (LANDMARK_INPUT, LANDMARK_INPUT),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=(0, 0, 0))
+        outs = self._lm(crop.astype(np.float32)[None] * (1.0 / 255.0))
+        raw = outs[(1, 195)][0]
+        presence = float(np.asarray(outs[(1, 1)]).reshape(-1)[0])
+        heat = outs.get((1, 64, 64, 39)) if self.heatmap_refine else None
+        return decode_landmarks(raw, presence, None if heat is None else heat[0], roi)
+
+    def _merge_duplicates(self, found: list[tuple[_Slot, Landmarks]], factor: float
+                          ) -> list[tuple[_Slot, Landmarks]]:
+        """Two slots on one person (their crops converged, or a detection of a followed person's part):
+        keep the older (lower id) one. Duplicate = same next crop, one keypoint box inside the other's, or most
+        of one's keypoints on the other's."""
+        keep: list[tuple[_Slot, Landmarks]] = []
+        for slot, lm in sorted(found, key=lambda p: p[0].slot):
+            if not any(self._duplicate(lm, other) for _, other in keep):
+                keep.append((slot, lm))
+        return keep
+
+    def _duplicate(self, a: Landmarks, b: Landmarks) -> bool:
+        ra, rb = a.next_roi(), b.next_roi()
+        if ra is not None and rb is not None and self._same(ra, rb):
+            return True
+        pa, pb = a.points[self._index], b.points[self._index]
+        va, vb = a.visibility[self._index] >= 0.5, b.visibility[self._index] >= 0.5
+        if va.sum() < 2 or vb.sum() < 2:
+            return False
+        ba, bb = bbox_of_visible(np.c_[pa, va], 0.5), bbox_of_visible(np.c_[pb, vb], 0.5)
+        inter = np.prod(np.clip(np.minimum(ba[2:], bb[2:]) - np.maximum(ba[:2], bb[:2]), 0.0, None))
+        smaller = min(np.prod(ba[2:] - ba[:2]), np.prod(bb[2:] - bb[:2]))
+        if smaller > 0 and inter / smaller > 0.85:  # one inside the other: a ghost of a part (or a full occlusion)
+            return True
+        size = max(float(np.ptp(pa[va], axis=0).max()), float(np.ptp(pb[vb], axis=0).max()), 1.0)
+        d = np.linalg.norm(pa[va][:, None] - pb[vb][None], axis=-1)  # (Na, Nb) visible keypoints
+        shared_a = float((d.min(axis=1) < 0.08 * size).mean())
+        shared_b = float((d.min(axis=0) < 0.08 * size).mean())
+        return max(shared_a, shared_b) > 0.6
+
+    def _finish(self, slot: _Slot, lm: Landmarks, t: float, factor: float, w: int, h: int) -> CropDetection | None:
+        """Smooth, set the next crop, map to the 21 keypoints in original pixels; None if the crop degenerates."""
+        pts = lm.points[: POSE_LANDMARKS + 2]
+        vis = lm.visibility[:POSE_LANDMARKS]
+        if self.smooth:
+            span = np.ptp(pts[:POSE_LANDMARKS], axis=0)
+            scale = 1.0 / max(float(span.mean()), 1.0)
+            body = self._filtered(slot.points, pts[:POSE_LANDMARKS], t, scale, slot.age)
+            aux = self._filtered(slot.aux, pts[POSE_LANDMARKS:], t, scale, slot.age)
+            pts = np.concatenate([body, aux])
+            vis = vis if slot.visibility is None else 0.1 * vis + 0.9 * slot.visibility
+            slot.visibility = vis
+        roi = roi_from_points(pts[POSE_LANDMARKS], pts[POSE_LANDMARKS + 1])
+        if roi is None or roi.side < 8 or not (-roi.side < roi.centre[0] < w + roi.side
+                                                and -roi.side < roi.centre[1] < h + roi.side):
+            return None
+        slot.roi = roi
+        slot.age += 1
+        kp = np.empty((len(self._index), 3), np.float32)
+        kp[:, :2] = pts[self._index] * factor
+        kp[:, 2] = np.clip(vis[self._index], 0.0, 1.0)
+        bbox = bbox_of_visible(kp, 0.5)
+        if not np.isfinite(bbox).all():
+            bbox = bbox_of_visible(kp, 0.0)
+        return CropDetection(kp, bbox, lm.score, slot=slot.slot)
+
+    @staticmethod
+    def _filtered(filt: OneEuroFilter, points: np.ndarray, t: float, scale: float, age: int) -> np.ndarray:
+        if age == 0:
+            filt.reset()
+        return filt(points.reshape(-1), t, speed_scale=scale).reshape(points.shape)
+
+
+__all__ = ["BlazePoseMultiDetector", "CropDetection", "TfliteModel", "mediapipe_model"]

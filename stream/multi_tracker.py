@@ -1,0 +1,273 @@
+"""Follow every person in view: stable ids, re-identification after short gaps, left/right swap correction.
+
+Why: each person has their own recurrent model state, so an id must stay on one body through crossings,
+short occlusions and detector dropouts, and a new id (a fresh state) is given only to someone new. Cues are
+appearance-free and cheap: each track predicts its box (constant velocity, damped after a few lost frames)
+and its keypoints; detections are assigned by Hungarian matching on a cost of predicted-centre distance (in
+box sizes), size change and keypoint-shape distance (orientation-free, so a side swap is still the same
+person); the gates widen with each lost frame. A new track must be seen `min_hits` frames in a row before it
+gets an id ("init"), so one-frame ghosts never reach the model. `max_lost` frames unseen drop it.
+
+Swap correction: BlazePose can label the left limbs as right (and back) for many frames on side views. Per
+body part (face, shoulders, arms, hips, legs) the tracker keeps the labelling most consistent with the part's own recent
+motion: it compares the detection and its mirror (`mocap.skeleton.KEYPOINT_FLIP`) with the previous output
+extrapolated one frame, and switches only when the other labelling is clearly closer (hysteresis), so a
+detector swap is undone on the frame it happens and kept undone until the detector swaps back.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mocap.camera import CONF_THRESHOLD, bbox_from_keypoints
+from mocap.skeleton import KEYPOINT_FLIP
+from stream.detector.base import Detection
+from stream.tracker import OneEuroFilter, TrackResult, mask_keypoints
+
+#: Left/right keypoint pairs per body part whose labelling is checked on its own.
+SWAP_PARTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "face": ((1, 2), (3, 4)),
+    "shoulders": ((5, 6),),
+    "arms": ((7, 8), (9, 10)),
+    "hips": ((11, 12),),
+    "legs": ((13, 14), (15, 16), (17, 19), (18, 20)),
+}
+_FLIP = np.asarray(KEYPOINT_FLIP)
+_BIG = 1e6
+
+
+@dataclass
+class PersonResult(TrackResult):
+    """`TrackResult` of one person; swapped: the parts ("face", "arms", "legs") whose sides were corrected."""
+
+    swapped: tuple[str, ...] = ()
+
+
+@dataclass
+class _Track:
+    track_id: int | None           # None while tentative
+    box: np.ndarray                # (3,) last seen raw box [cx, cy, size]
+    keypoints: np.ndarray          # (21, 3) last output (swap-corrected) keypoints
+    t: float
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))   # box units per second
+    kp_velocity: np.ndarray = field(default_factory=lambda: np.zeros((21, 2)))
+    hits: int = 1
+    frames_lost: int = 0
+    slot: int | None = None
+    flipped: dict[str, bool] = field(default_factory=lambda: {p: False for p in SWAP_PARTS})
+    smoother: OneEuroFilter | None = None
+    smoothed: np.ndarray | None = None
+
+    def predict(self, t: float, damp_after: int) -> tuple[np.ndarray, np.ndarray]:
+        """Box (3,) and keypoints (21, 3) expected at time t (motion damped after `damp_after` lost frames)."""
+        dt = max(t - self.t, 0.0)
+        if self.frames_lost > damp_after:
+            dt = min(dt, damp_after / 30.0)
+        box = self.box + self.velocity * dt
+        box[2] = max(box[2], 1.0)
+        kp = self.keypoints.copy()
+        kp[:, :2] += self.kp_velocity * dt
+        return box, kp
+
+
+def _part_distance(a: np.ndarray, b: np.ndarray, index: np.ndarray, conf: float) -> tuple[float, int]:
+    """Mean distance (pixels) between keypoints a[index] and b[index] confident in both, and their count."""
+    ok = (a[index, 2] >= conf) & (b[index, 2] >= conf)
+    if not ok.any():
+        return 0.0, 0
+    return float(np.linalg.norm(a[index][ok, :2] - b[index][ok, :2], axis=1).mean()), int(ok.sum())
+
+
+def shape_distance(kp: np.ndarray, ref: np.ndarray, size: float, conf: float = CONF_THRESHOLD) -> float:
+    """Median keypoint distance in box sizes over points confident in both, the better of kp and its mirror
+    (a side swap does not make another person); 1.0 when fewer than 3 points are shared."""
+    best = _BIG
+    for cand in (kp, kp[_FLIP]):
+        ok = (cand[:, 2] >= conf) & (ref[:, 2] >= conf)
+        if ok.sum() >= 3:
+            best = min(best, float(np.median(np.linalg.norm(cand[ok, :2] - ref[ok, :2], axis=1))) / max(size, 1.0))
+    return 1.0 if best >= _BIG else best
+
+
+class MultiTracker:
+    """Many-person tracker; `update` returns one `PersonResult` per confirmed track (seen or briefly lost).
+
+    max_people: most confirmed tracks at once (the largest candidates win); min_hits: consecutive frames a new
+    person must be seen before getting an id; max_lost: frames a track may go unseen and keep its id.
+    max_center_dist: centre gate in box sizes (grows by `gate_growth` per lost frame); max_size_ratio: size
+    gate; w_size / w_shape: cost weights of the log size change and of the keypoint-shape distance.
+    swap_margin: a part switches labelling when the other one is closer by this fraction and by at least
+    `swap_min_px` / box size (hysteresis against jitter). conf_threshold / min_keypoints / bbox_scale and the
+    One-Euro box filter (min_cutoff, beta, d_cutoff) are as in `stream.tracker.Tracker`; fps: clock when
+    `update` gets no t.
+    """
+
+    def __init__(self, *, max_people: int = 4, min_hits: int = 3, max_lost: int = 15,
+                 max_center_dist: float = 0.6, gate_growth: float = 0.15, max_size_ratio: float = 1.8,
+                 w_size: float = 0.5, w_shape: float = 1.0, slot_bonus: float = 0.05, swap: bool = True,
+                 swap_margin: float = 0.35, swap_min_px: float = 0.015, conf_threshold: float = CONF_THRESHOLD,
+                 min_keypoints: int = 6, bbox_scale: float = 1.2, min_cutoff: float = 1.0, beta: float = 1.5,
+                 d_cutoff: float = 1.0, fps: float = 30.0) -> None:
+        if max_people < 1 or min_hits < 1 or max_lost < 0 or min_keypoints < 2 or fps <= 0:
+            raise ValueError("need max_people >= 1, min_hits >= 1, max_lost >= 0, min_keypoints >= 2, fps > 0")
+        if max_center_dist <= 0 or max_size_ratio <= 1:
+            raise ValueError("need max_center_dist > 0 and max_size_ratio > 1")
+        self.max_people, self.min_hits, self.max_lost = max_people, min_hits, max_lost
+        self.max_center_dist, self.gate_growth, self.max_size_ratio = max_center_dist, gate_growth, max_size_ratio
+        self.w_size, self.w_shape, self.slot_bonus = w_size, w_shape, slot_bonus
+        self.swap, self.swap_margin, self.swap_min_px = swap, swap_margin, swap_min_px
+        self.conf_threshold, self.min_keypoints, self.bbox_scale, self.fps = conf_threshold, min_keypoints, bbox_scale, fps
+        self._filter_args = (min_cutoff, beta, d_cutoff)
+        self._next_id = 0
+        self._frame = 0
+        self.tracks: list[_Track] = []
+        #: ids dropped by the last `update` (their per-person state can be freed)
+        self.ended: list[int] = []
+
+    def reset(self) -> None:
+        """Forget every track (ids keep increasing: an old id is never reused)."""
+        self.ended = [t.track_id for t in self.tracks if t.track_id is not None]
+        self.tracks = []
+
+    # ------------------------------------------------------------------ one frame
+    def update(self, detections: Sequence[Detection], image_size: tuple[int, int], t: float | None = None
+               ) -> list[PersonResult]:
+        """detections of one frame, image_size (W, H), t capture time in seconds -> confirmed tracks, by id."""
+        t = self._frame / self.fps if t is None else float(t)
+        self._frame += 1
+        self.ended = []
+        cands = self._candidates(detections, image_size)
+        pairs, unmatched = self._associate(cands, t)
+        results: dict[int, PersonResult] = {}
+        for ti, ci in pairs:
+            track = self.tracks[ti]
+            det, kp, box = cands[ci]
+            swapped = self._correct_swaps(track, kp, t) if self.swap else ()
+            kp = self._apply_flips(track, kp)
+            self._observe(track, kp, box, t, getattr(det, "slot", None))
+            if track.track_id is None and track.hits >= self.min_hits and self._confirmed() < self.max_people:
+                track.track_id = self._next_id
+                self._next_id += 1
+                status = "init"
+            elif track.track_id is None:
+                continue
+            else:
+                status = "tracking"
+            results[track.track_id] = PersonResult(status, track.track_id, kp, track.smoothed.copy(), box.copy(),
+                                                   0, det, swapped)
+        matched = {ti for ti, _ in pairs}
+        keep: list[_Track] = []
+        for ti, track in enumerate(self.tracks):
+            if ti not in matched:
+                track.frames_lost += 1
+                if track.track_id is None or track.frames_lost > self.max_lost:
+                    if track.track_id is not None:
+                        self.ended.append(track.track_id)
+                    continue
+                held = None if track.smoothed is None else track.smoothed.copy()
+                results[track.track_id] = PersonResult("lost", track.track_id, None, held, None,
+                                                       track.frames_lost, None)
+            keep.append(track)
+        for ci in sorted(unmatched, key=lambda c: -cands[c][2][2]):  # larger people first
+            det, kp, box = cands[ci]
+            keep.append(self._new_track(kp, box, t, getattr(det, "slot", None)))
+            if self.min_hits <= 1 and self._confirmed(keep) < self.max_people:
+                track = keep[-1]
+                track.track_id = self._next_id
+                self._next_id += 1
+                results[track.track_id] = PersonResult("init", track.track_id, kp, track.smoothed.copy(),
+                                                       box.copy(), 0, det)
+        self.tracks = keep
+        return [results[k] for k in sorted(results)]
+
+    # ------------------------------------------------------------------ pieces
+    def _confirmed(self, tracks: list[_Track] | None = None) -> int:
+        return sum(tr.track_id is not None for tr in (self.tracks if tracks is None else tracks))
+
+    def _candidates(self, detections: Sequence[Detection], image_size: tuple[int, int]
+                    ) -> list[tuple[Detection, np.ndarray, np.ndarray]]:
+        out = []
+        for det in detections:
+            kp = mask_keypoints(det.keypoints, image_size)
+            if int((kp[:, 2] >= self.conf_threshold).sum()) < self.min_keypoints:
+                continue
+            box = np.asarray(bbox_from_keypoints(kp, self.conf_threshold, self.bbox_scale), dtype=np.float64)
+            if np.isfinite(box).all() and box[2] > 1.0:
+                out.append((det, kp, box))
+        return out
+
+    def _associate(self, cands: list[tuple[Detection, np.ndarray, np.ndarray]], t: float
+                   ) -> tuple[list[tuple[int, int]], list[int]]:
+        """Hungarian assignment of candidates to tracks under the gates; (pairs, unmatched candidates)."""
+        if not self.tracks or not cands:
+            return [], list(range(len(cands)))
+        cost = np.full((len(self.tracks), len(cands)), _BIG)
+        for i, track in enumerate(self.tracks):
+            box_p, kp_p = track.predict(t, damp_after=5)
+            gate = self.max_center_dist * (1.0 + self.gate_growth * track.frames_lost)
+            for j, (det, kp, box) in enumerate(cands):
+                dist = float(np.hypot(*(box[:2] - box_p[:2]))) / box_p[2]
+                ratio = float(box[2] / box_p[2])
+                if dist > gate or not (1.0 / self.max_size_ratio < ratio < self.max_size_ratio):
+                    continue
+                c = dist + self.w_size * abs(math.log(ratio)) + self.w_shape * shape_distance(kp, kp_p, box_p[2])
+                if track.frames_lost == 0 and track.slot is not None and getattr(det, "slot", None) == track.slot:
+                    c -= self.slot_bonus
+                # confirmed tracks first: a tentative one never takes a confirmed person's detection
+                cost[i, j] = c + (0.0 if track.track_id is not None else 0.5)
+        rows, cols = linear_sum_assignment(cost)
+        pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < _BIG]
+        used = {c for _, c in pairs}
+        return pairs, [j for j in range(len(cands)) if j not in used]
+
+    def _new_track(self, kp: np.ndarray, box: np.ndarray, t: float, slot: int | None) -> _Track:
+        track = _Track(None, box.copy(), kp.copy(), t, slot=slot, smoother=OneEuroFilter(*self._filter_args))
+        track.smoothed = track.smoother(box, t, speed_scale=1.0 / box[2])
+        return track
+
+    def _observe(self, track: _Track, kp: np.ndarray, box: np.ndarray, t: float, slot: int | None) -> None:
+        dt = t - track.t
+        if dt > 1e-6:
+            a = 0.5 if track.frames_lost == 0 else 0.2  # velocity from a gap is less certain
+            track.velocity = (1 - a) * track.velocity + a * (box - track.box) / dt
+            both = (kp[:, 2] >= self.conf_threshold) & (track.keypoints[:, 2] >= self.conf_threshold)
+            v = np.where(both[:, None], (kp[:, :2] - track.keypoints[:, :2]) / dt, 0.0)
+            track.kp_velocity = 0.5 * track.kp_velocity + 0.5 * v if track.frames_lost == 0 else v * 0.2
+        track.box, track.keypoints, track.t, track.slot = box.copy(), kp.copy(), t, slot
+        track.hits += 1
+        track.frames_lost = 0
+        assert track.smoother is not None
+        track.smoothed = track.smoother(box, t, speed_scale=1.0 / box[2])
+
+    def _apply_flips(self, track: _Track, kp: np.ndarray) -> np.ndarray:
+        out = kp.copy()
+        for part, pairs in SWAP_PARTS.items():
+            if track.flipped[part]:
+                for a, b in pairs:
+                    out[[a, b]] = kp[[b, a]]
+        return out
+
+    def _correct_swaps(self, track: _Track, kp: np.ndarray, t: float) -> tuple[str, ...]:
+        """Update the per-part labelling from temporal consistency; the parts now output mirrored."""
+        if track.frames_lost > 2:
+            return tuple(p for p, f in track.flipped.items() if f)
+        _, ref = track.predict(t, damp_after=2)
+        size = max(float(track.box[2]), 1.0)
+        for part, pairs in SWAP_PARTS.items():
+            index = np.asarray([i for pair in pairs for i in pair])
+            mirrored = np.asarray([i for a, b in pairs for i in (b, a)])
+            current = kp[mirrored] if track.flipped[part] else kp[index]
+            other = kp[index] if track.flipped[part] else kp[mirrored]
+            d_cur, n_cur = _part_distance(current, ref[index], np.arange(len(index)), self.conf_threshold)
+            d_oth, n_oth = _part_distance(other, ref[index], np.arange(len(index)), self.conf_threshold)
+            if min(n_cur, n_oth) >= 2 and d_oth < (1.0 - self.swap_margin) * d_cur \
+                    and d_cur - d_oth > self.swap_min_px * size:
+                track.flipped[part] = not track.flipped[part]
+        return tuple(p for p, f in track.flipped.items() if f)
+
+
+__all__ = ["MultiTracker", "PersonResult", "SWAP_PARTS", "shape_distance"]
