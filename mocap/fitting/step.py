@@ -15,6 +15,8 @@ from mocap.model.config import ModelConfig
 
 #: The model's contact threshold (the same default the network's contact-aware step uses).
 DEFAULT_CONTACT_THRESHOLD = ModelConfig.contact_threshold
+#: Outputs the refinement replaces (the rest, contact and cam_wp, pass through as the engine gave them).
+_REFINED_OUTPUTS = ("pose_rotmat", "cam_root_rotmat", "betas", "cam_trans", "kp3d_cam", "root_trans", "joints")
 
 
 class StepResult(NamedTuple):
@@ -45,11 +47,12 @@ def refine_step(
         return StepResult(dict(outputs), dict(state_after), None)
     init = float(np.asarray(state_before["initialized"]).reshape(-1)[index]) if "initialized" in state_before else 1.0
     new_person, feet = world_outputs(person, refined, init, contact_threshold)
-    new_outputs = {}
-    for k, v in outputs.items():
-        arr = np.array(v, copy=True)
-        arr[index] = new_person[k]
-        new_outputs[k] = arr
+    new_outputs = dict(outputs)
+    for k in _REFINED_OUTPUTS:
+        if k in outputs:
+            arr = np.array(outputs[k], copy=True)
+            arr[index] = new_person[k]
+            new_outputs[k] = arr
     new_state = dict(state_after)
     if "prev_feet" in new_state and "prev_trans" in new_state:
         for name, value in (("prev_feet", feet), ("prev_trans", new_person["root_trans"])):
