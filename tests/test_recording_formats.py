@@ -2,7 +2,9 @@
 (+ the retargeter's source preparation), by an independent BVH parser (bvhio) and by numpy."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -168,6 +170,34 @@ def test_bvh_axes_upright_left_at_plus_x_facing_plus_z(tmp_path: Path) -> None:
     assert j["l_wrist"][0] > 0.5 and j["r_wrist"][0] < -0.5  # left hand at +X
     assert j["l_foot"][2] > j["l_ankle"][2] + 0.05  # toes point +Z: facing the camera
     assert bvh.channels[0] == ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation")
+
+
+BLENDER_SCRIPT = r"""
+import bpy, builtins, json, sys
+_open = builtins.open  # Blender 3.4's BVH importer opens with mode "rU", which Python 3.11 refuses
+builtins.open = lambda f, mode="r", *a, **k: _open(f, mode.replace("U", ""), *a, **k)
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.import_anim.bvh(filepath=sys.argv[-1])  # the importer's defaults: scale 1, forward -Z, up Y
+arm = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
+bpy.context.scene.frame_set(1)
+print("RESULT", json.dumps({b.name: list(arm.matrix_world @ b.head) for b in arm.pose.bones}))
+"""
+
+
+@pytest.mark.skipif(shutil.which("blender") is None, reason="optional: needs Blender (apt-get install blender)")
+def test_blender_imports_the_bvh_upright_facing_its_front_view(tmp_path: Path) -> None:
+    """Blender's own importer, default settings: Z up, metres, a person who faced the camera faces -Y."""
+    record(tmp_path / "rest.bvh", [message(np.zeros((24, 3)), np.zeros(10), np.array([0.5, 0.95, -1.0]), seq=0)])
+    (tmp_path / "check.py").write_text(BLENDER_SCRIPT)
+    proc = subprocess.run(["blender", "-b", "--factory-startup", "--python", str(tmp_path / "check.py"), "--",
+                           str(tmp_path / "rest.bvh")], capture_output=True, text=True, timeout=300)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    j = {k: np.array(v) for k, v in json.loads(line[len("RESULT "):]).items()}
+    np.testing.assert_allclose(j["pelvis"], [0.5, 1.0, 0.95], atol=1e-4)  # BVH (x, y, z) -> Blender (x, -z, y)
+    assert j["head"][2] > j["pelvis"][2] + 0.4 and j["l_ankle"][2] < 0.2  # upright on the floor
+    assert j["l_foot"][1] < j["l_ankle"][1] - 0.05  # toes towards -Y: facing the front view
+    assert j["l_wrist"][0] > j["pelvis"][0] + 0.5  # the left hand at +X: the viewer's right, as it should be
 
 
 def test_bvh_holds_poses_through_gaps_and_splits_tracks(tmp_path: Path) -> None:

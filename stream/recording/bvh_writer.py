@@ -183,7 +183,7 @@ class BvhWriter(WriteOnClose):
         quat, trans = np.asarray(rec.quat)[pick], np.asarray(rec.trans)[pick]
         header, motion = bvh_text(quat, trans, bone_offsets(np.asarray(rec.quat), np.asarray(rec.joints)), fps)
         fh.write(header.encode("ascii"))
-        np.savetxt(fh, motion, fmt="%.6f")
+        np.savetxt(fh, np.round(motion, 6) + 0.0, fmt="%.6f")  # + 0.0: no "-0.000000"
 
 
 __all__ = ["BvhWriter", "bone_offsets", "bvh_text", "dfs_order"]
