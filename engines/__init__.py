@@ -1,7 +1,8 @@
 """Run the step model: one Engine interface (engines.base), three backends, and `load` to pick one.
 
 `load(path)` picks by artifact: `.onnx` -> onnxruntime (TensorRT EP / CUDA EP / CPU, best available);
-`.engine` -> native TensorRT; a checkpoint (`.safetensors`, a run folder, or "default") -> onnxruntime on the
+`.engine` -> native TensorRT; `http://HOST:PORT` / `grpc://HOST:PORT` -> a Triton server (engines.triton_engine,
+the state stays with the caller); a checkpoint (`.safetensors`, a run folder, or "default") -> onnxruntime on the
 ONNX exported beside it when that export is current, else torch. It logs one line saying what it chose and why
 the others were skipped. torch is imported only when the torch backend is chosen.
 """
@@ -28,6 +29,8 @@ DEFAULT_CHECKPOINT = Path(mocap.__file__).resolve().parent / "checkpoints" / "de
 DEFAULT_ONNX = DEFAULT_CHECKPOINT.with_suffix(".onnx")
 
 _ENGINE_SUFFIXES = (".engine", ".plan")
+#: Addresses `load` hands to the Triton engine (the step runs on a server; see engines/triton_engine.py).
+_REMOTE_SCHEMES = ("http://", "grpc://")
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,18 @@ def load(path: str | Path = "default", prefer: list[str] | None = None, device: 
 
     Raises EngineLoadError (naming the file and the problem) when no backend can run the artifact.
     """
+    if str(path).startswith(_REMOTE_SCHEMES):  # a model served by Triton (engines.triton_engine)
+        if prefer is not None and "triton" not in prefer:
+            raise ValueError(f"{path} is a Triton server address: only the 'triton' backend runs it")
+        from .triton_engine import TritonEngine
+
+        engine = TritonEngine(str(path))
+        log.info("engines.load: triton at %s (model %s)", path, engine.model_id)
+        return engine
     if prefer is not None:
-        unknown = [p for p in prefer if p not in BACKENDS]
+        unknown = [p for p in prefer if p not in BACKENDS + ("triton",)]
         if unknown:
-            raise ValueError(f"unknown backend(s) {unknown}; choose from {list(BACKENDS)}")
+            raise ValueError(f"unknown backend(s) {unknown}; choose from {list(BACKENDS) + ['triton']}")
     is_default = str(path) == "default"
     artifact = DEFAULT_CHECKPOINT if is_default else Path(path)
     if not is_default and not artifact.exists():

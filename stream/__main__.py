@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 log = logging.getLogger("livemocap")
 
-ENGINES = ("auto", "onnxruntime", "torch", "tensorrt")
+ENGINES = ("auto", "onnxruntime", "torch", "tensorrt", "triton")
 CAMERA_MOTIONS = ("static", "visual", "gyro")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
 WEBCAM_PROBE_S = 2.0
@@ -43,11 +43,23 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
     p.add_argument("--source", default="auto",
                    help="auto (webcam 0 if it delivers a frame within 2 s, else synthetic) | webcam index | video "
                         "file | image folder | URL (rtsp://, http://) | synthetic (default: auto)")
-    p.add_argument("--engine", default="auto", choices=ENGINES, help="inference backend (default: auto)")
+    p.add_argument("--engine", default="auto", choices=ENGINES,
+                   help="inference backend (default: auto); triton: the step runs on a Triton server (--triton-url), "
+                        "the tracks' state stays here")
+    p.add_argument("--triton-url", default=None, metavar="URL",
+                   help="with --engine triton: http://HOST:8000 or grpc://HOST:8001 (python -m serve, or production "
+                        "Triton with a repository from python -m export triton; docs/scaling.md)")
     p.add_argument("--checkpoint", default="default",
                    help="model: 'default' (shipped), a .safetensors checkpoint, a run folder, .onnx or .engine")
     p.add_argument("--publish", default=DEFAULT_PUBLISH, metavar="ADDR",
                    help=f"ZeroMQ PUB endpoint to bind (default: {DEFAULT_PUBLISH})")
+    p.add_argument("--proxy", default=None, metavar="ADDR",
+                   help="publish by connecting to a stream.proxy's camera side (tcp://HOST:5555) instead of binding "
+                        "--publish; use with --camera-id")
+    p.add_argument("--proxy-key", default=None, metavar="KEYFILE",
+                   help="with --proxy: the proxy's CURVE public key (it runs with --curve-secret)")
+    p.add_argument("--camera-id", default=None, metavar="ID",
+                   help="publish on pose/<ID>/<track> instead of pose/<track> (many cameras behind one proxy)")
     p.add_argument("--curve-secret", default=None, metavar="KEYFILE",
                    help="encrypt the stream with CURVE using this server .key_secret file (python -m stream.keys "
                         "new server); subscribers then need server.key. Required to bind beyond loopback")
@@ -247,6 +259,20 @@ def publish_security(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def _proxy_security(args: argparse.Namespace) -> dict[str, Any]:
+    """Publisher keyword arguments for --proxy (connect, the proxy's key); UsageError for a bad address/key."""
+    from stream.keys import KeyFileError
+    from stream.proxy import connect_security
+
+    if args.curve_secret or args.curve_allow:
+        raise UsageError("--curve-secret/--curve-allow are for a bound --publish; with --proxy the proxy "
+                         "encrypts (pass its public key with --proxy-key)")
+    try:
+        return connect_security(args.proxy, args.proxy_key, args.insecure_public)
+    except (ValueError, KeyFileError) as exc:
+        raise UsageError(f"--proxy: {exc}") from None
+
+
 def human_summary(stats: dict[str, Any]) -> str:
     fps = f"{stats['fps']:.1f} fps" if stats.get("fps") else "n/a fps"
     stages = "  ".join(f"{k} {_fmt_ms(v)}" for k, v in stats["stages_ms"].items())
@@ -303,7 +329,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = args.checkpoint
     if checkpoint != "default" and not Path(checkpoint).expanduser().exists():
         raise UsageError(f"--checkpoint {checkpoint!r}: no such file or folder")
-    security = publish_security(args)
+    security = _proxy_security(args) if args.proxy else publish_security(args)
+    if args.camera_id is not None:
+        from stream.publisher import check_camera_id
+
+        try:
+            check_camera_id(args.camera_id)
+        except ValueError as exc:
+            raise UsageError(f"--camera-id: {exc}") from None
+    if (args.engine == "triton") != (args.triton_url is not None):
+        raise UsageError("--engine triton and --triton-url go together (the URL of the Triton server)")
+    if args.engine == "triton" and args.adapt:
+        raise UsageError("--adapt cannot run with --engine triton: the weights live on the server")
+    if args.triton_url is not None:
+        from engines.triton_engine import parse_url
+
+        try:
+            args.triton_url = "{}://{}".format(*parse_url(args.triton_url))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     recorder = None
     if args.record:
         from stream.recorder import Recorder
@@ -330,13 +374,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise UsageError(f"--vmc: {exc}") from None
             closers.append(vmc)
         try:
-            publisher = Publisher(args.publish, watch_subscribers=args.wait_subscribers > 0, **security)
+            publisher = Publisher(args.publish, watch_subscribers=args.wait_subscribers > 0,
+                                  camera_id=args.camera_id, **security)
         except (zmq.ZMQError, ValueError, RuntimeError) as exc:
             raise UsageError(f"--publish {args.publish!r}: cannot bind: {exc}") from None
         closers.append(publisher)
         try:
-            engine = engines.load(str(Path(checkpoint).expanduser()) if checkpoint != "default" else "default",
-                                  prefer=None if args.engine == "auto" else [args.engine])
+            if args.engine == "triton":  # the server's model (--checkpoint names nothing here)
+                engine = engines.load(args.triton_url, prefer=["triton"])
+            else:
+                engine = engines.load(str(Path(checkpoint).expanduser()) if checkpoint != "default" else "default",
+                                      prefer=None if args.engine == "auto" else [args.engine])
         except Exception as exc:  # EngineLoadError, or a corrupt checkpoint: one line, no traceback
             raise UsageError(f"cannot load the model (--engine {args.engine}): {exc}") from None
         _single_thread_torch(engine)

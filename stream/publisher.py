@@ -19,13 +19,14 @@ server public key; add ``curve_allowed_clients`` to also refuse clients whose pu
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from typing import Iterable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from .protocol import PoseMessage, encode, topic, validate
+from .protocol import TOPIC_PREFIX, PoseMessage, encode, topic, validate
 
 DEFAULT_ADDR = "tcp://127.0.0.1:5556"
 _LOCAL_TRANSPORTS = ("ipc://", "inproc://")
@@ -68,6 +69,27 @@ def curve_keypair() -> tuple[bytes, bytes]:
     return zmq.curve_keypair()
 
 
+_CAMERA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_camera_id(camera: str) -> str:
+    """ValueError (one line) unless ``camera`` is 1-64 of ``A-Z a-z 0-9 _ . -`` (it becomes a topic segment)."""
+    if not isinstance(camera, str) or not _CAMERA_ID.fullmatch(camera):
+        raise ValueError(f"camera id {camera!r}: use 1-64 letters, digits, '_', '.' or '-' (no '/')")
+    return camera
+
+
+def camera_topic(camera: str, track: int) -> bytes:
+    """Topic of a track of one camera among many: ``b"pose/<camera>/<track>"``.
+
+    Additive to ``protocol.topic``: subscribing to ``b"pose/"`` still gets everyone, ``b"pose/<camera>/"`` gets
+    one camera (the trailing slash keeps ``cam1`` from matching ``cam10``).
+    """
+    if track < 0:
+        raise ValueError(f"track id must be >= 0, got {track}")
+    return TOPIC_PREFIX + check_camera_id(camera).encode() + b"/" + str(int(track)).encode()
+
+
 class _AllowList:
     """ZAP credentials provider: accept exactly the listed Z85 client public keys."""
 
@@ -93,6 +115,10 @@ class Publisher:
         validate: check every message with ``protocol.validate`` before sending (costs ~20 us).
         watch_subscribers: count connections from construction on, so ``wait_for_subscriber`` also sees a
             subscriber that connected before it was called (the monitor stops in ``wait_for_subscriber``).
+        camera_id: publish on ``pose/<camera>/<track>`` (``camera_topic``) instead of ``pose/<track>``, for many
+            cameras behind one proxy (``python -m stream.proxy``); None keeps the one-camera topics.
+        connect: connect to this endpoint (a proxy's XSUB side) instead of binding ``addr``.
+        curve_server_key: with ``connect``: the proxy's Z85 public key (the proxy runs CURVE; we are a client).
     """
 
     def __init__(
@@ -106,7 +132,14 @@ class Publisher:
         curve_allowed_clients: Iterable[bytes] | None = None,
         validate: bool = False,
         watch_subscribers: bool = False,
+        camera_id: str | None = None,
+        connect: str | None = None,
+        curve_server_key: bytes | None = None,
     ) -> None:
+        self.camera_id = check_camera_id(camera_id) if camera_id is not None else None
+        if curve_server_key is not None and (connect is None or curve_secret_key is not None):
+            raise ValueError("curve_server_key is for a publisher that connects to a proxy (connect=...), as a "
+                             "CURVE client; a binding publisher uses curve_secret_key")
         if hwm < 1:
             raise ValueError(f"hwm must be >= 1, got {hwm}")
         if curve_allowed_clients is not None and curve_secret_key is None:
@@ -129,11 +162,18 @@ class Publisher:
                 self._setup_curve(curve_secret_key, curve_allowed_clients)
             if watch_subscribers:  # from the start: wait_for_subscriber then sees one that joined before it
                 self._start_monitor()
-            self._sock.bind(check_bind_address(addr))
+            if curve_server_key is not None:  # CURVE client of a proxy: an ephemeral key pair of our own
+                public, secret = curve_keypair()
+                self._sock.curve_serverkey = curve_server_key
+                self._sock.curve_publickey, self._sock.curve_secretkey = public, secret
+            if connect is not None:
+                self._sock.connect(check_bind_address(connect))
+            else:
+                self._sock.bind(check_bind_address(addr))
         except Exception:
             self.close()
             raise
-        self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint: str = connect if connect is not None else self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _setup_curve(self, secret: bytes, allowed: Iterable[bytes] | None) -> None:
         if not zmq.has("curve"):
@@ -150,11 +190,13 @@ class Publisher:
         self._sock.curve_server = True
 
     def publish(self, msg: PoseMessage) -> bool:
-        """Stamp ``msg.t_publish`` (monotonic s), encode and send on ``pose/<track>``; False if dropped."""
+        """Stamp ``msg.t_publish`` (monotonic s), encode and send on ``pose/<track>`` (``pose/<camera>/<track>``
+        with a camera id); False if dropped."""
         if self._validate:
             validate(msg)
         msg.t_publish = time.monotonic()
-        frames = [topic(msg.track), encode(msg)]
+        key = topic(msg.track) if self.camera_id is None else camera_topic(self.camera_id, msg.track)
+        frames = [key, encode(msg)]
         try:
             self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.Again:
@@ -222,4 +264,5 @@ class Publisher:
         self.close()
 
 
-__all__ = ["DEFAULT_ADDR", "Publisher", "check_bind_address", "curve_keypair", "is_loopback"]
+__all__ = ["DEFAULT_ADDR", "Publisher", "camera_topic", "check_bind_address", "check_camera_id", "curve_keypair",
+           "is_loopback"]
