@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..fitting import RefineConfig, TrackState, refine_step
 from ..model import CausalMocap
 from .cycle import AdaptConfig, Adapter, Window, apply_weights, split_for_cycle
 from .losses import keypoint_targets, reprojection_residual
@@ -37,9 +38,13 @@ def frame_reprojection(out: dict[str, torch.Tensor], x: torch.Tensor, conf: torc
 
 
 def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: Adapter,
-                 config: ReplayConfig | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """sample: one clip's (T, ...) tensors (x, omega, kp2d). Returns run_model_causally-like (T, ...) outputs and
-    a log (cycles, accepted, rollbacks, generation per frame, seconds spent adapting). MODEL is not modified."""
+                 config: ReplayConfig | None = None, refine: "RefineConfig | None" = None
+                 ) -> tuple[dict[str, np.ndarray], dict]:
+    """sample: one clip's (T, ...) tensors (x, omega, kp2d; focal, principal with `refine`). Returns
+    run_model_causally-like (T, ...) outputs and a log (cycles, accepted, rollbacks, generation per frame, seconds
+    spent adapting). With `refine`, each step's output is refined to the frame's keypoints as in the live loop
+    (mocap/fitting; its state fed back); the adaptation itself always learns from the network's raw output.
+    MODEL is not modified."""
     cfg = config or ReplayConfig()
     live = copy.deepcopy(model).eval()
     history = WeightHistory(adapter.initial_weights())
@@ -49,6 +54,10 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
     conf_all = sample["kp2d"][..., 2].float()
     n = x_all.shape[0]
     state = live.initial_state(1)
+    track = TrackState()
+    K = None if refine is None else np.array([[float(sample["focal"]), 0.0, float(sample["principal"][0])],
+                                              [0.0, float(sample["focal"]), float(sample["principal"][1])],
+                                              [0.0, 0.0, 1.0]])
     frames: list[dict[str, np.ndarray]] = []
     outs: list[dict[str, torch.Tensor]] = []
     log = {"cycles": 0, "accepted": 0, "rollbacks": 0, "adapt_s": 0.0, "generation": np.zeros(n, np.int32),
@@ -58,7 +67,13 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
         frames.append({"x": x[0].numpy(), "omega": omega[0].numpy(), "conf": conf_all[t].numpy(),
                        **{f"state:{k}": v[0].numpy().copy() for k, v in state.items()}})
         with torch.no_grad():
-            out, state = live.step(x, omega, state)
+            out, new_state = live.step(x, omega, state)
+        if refine is not None:
+            as_np = lambda d: {k: v.numpy() for k, v in d.items()}  # noqa: E731
+            res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine)
+            out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.outputs.items()}
+            new_state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.state.items()}
+        state = new_state
         outs.append(out)
         log["generation"][t] = history.current.number
         monitor.record(frame_reprojection({"kp3d_cam": out["kp3d_cam"][:, None]}, x[:, None], conf_all[t:t + 1, None]))
@@ -93,9 +108,10 @@ class EvalAdaptation:
         self.config, self.replay, self.seed = config or AdaptConfig(), replay or ReplayConfig(), seed
         self.logs: list[dict] = []
 
-    def run(self, model: CausalMocap, sample: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    def run(self, model: CausalMocap, sample: dict[str, torch.Tensor],
+            refine: "RefineConfig | None" = None) -> dict[str, np.ndarray]:
         outputs, log = run_adaptive(model, sample, Adapter(model, self.config, seed=self.seed + len(self.logs)),
-                                    self.replay)
+                                    self.replay, refine)
         self.logs.append(log)
         return outputs
 
