@@ -12,10 +12,14 @@ Swap correction: BlazePose can label the left limbs as right (and back) for many
 body part (face, shoulders, arms, hips, legs) the tracker keeps the labelling most consistent with the part's own recent
 motion: it compares the detection and its mirror (`mocap.skeleton.KEYPOINT_FLIP`) with the previous output
 extrapolated one frame, and switches only when the other labelling is clearly closer (hysteresis), so a
-detector swap is undone on the frame it happens and kept undone until the detector swaps back.
+detector swap is undone on the frame it happens and kept undone until the detector swaps back. Motion
+says only which labellings are consistent with each other, not which one is right; the detector is right
+most of the time, so when over the last `swap_window` frames a part was output mirrored more often than not,
+the tracker adopts the detector's labelling for that part again.
 """
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -59,6 +63,7 @@ class _Track:
     frames_lost: int = 0
     slot: int | None = None
     flipped: dict[str, bool] = field(default_factory=lambda: {p: False for p in SWAP_PARTS})
+    flip_history: dict[str, collections.deque] = field(default_factory=dict)
     smoother: OneEuroFilter | None = None
     smoothed: np.ndarray | None = None
 
@@ -101,7 +106,8 @@ class MultiTracker:
     max_center_dist: centre gate in box sizes (grows by `gate_growth` per lost frame); max_size_ratio: size
     gate; w_size / w_shape: cost weights of the log size change and of the keypoint-shape distance.
     swap_margin: a part switches labelling when the other one is closer by this fraction and by at least
-    `swap_min_px` / box size (hysteresis against jitter). conf_threshold / min_keypoints / bbox_scale and the
+    `swap_min_px` / box size (hysteresis against jitter); swap_window: frames of the majority vote that
+    returns a part to the detector's labelling (0 = never). conf_threshold / min_keypoints / bbox_scale and the
     One-Euro box filter (min_cutoff, beta, d_cutoff) are as in `stream.tracker.Tracker`; fps: clock when
     `update` gets no t.
     """
@@ -109,7 +115,8 @@ class MultiTracker:
     def __init__(self, *, max_people: int = 4, min_hits: int = 3, max_lost: int = 15,
                  max_center_dist: float = 0.6, gate_growth: float = 0.15, max_size_ratio: float = 1.8,
                  w_size: float = 0.5, w_shape: float = 1.0, slot_bonus: float = 0.05, swap: bool = True,
-                 swap_margin: float = 0.35, swap_min_px: float = 0.015, conf_threshold: float = CONF_THRESHOLD,
+                 swap_margin: float = 0.35, swap_min_px: float = 0.015, swap_window: int = 90,
+                 conf_threshold: float = CONF_THRESHOLD,
                  min_keypoints: int = 6, bbox_scale: float = 1.2, min_cutoff: float = 1.0, beta: float = 1.5,
                  d_cutoff: float = 1.0, fps: float = 30.0) -> None:
         if max_people < 1 or min_hits < 1 or max_lost < 0 or min_keypoints < 2 or fps <= 0:
@@ -119,7 +126,7 @@ class MultiTracker:
         self.max_people, self.min_hits, self.max_lost = max_people, min_hits, max_lost
         self.max_center_dist, self.gate_growth, self.max_size_ratio = max_center_dist, gate_growth, max_size_ratio
         self.w_size, self.w_shape, self.slot_bonus = w_size, w_shape, slot_bonus
-        self.swap, self.swap_margin, self.swap_min_px = swap, swap_margin, swap_min_px
+        self.swap, self.swap_margin, self.swap_min_px, self.swap_window = swap, swap_margin, swap_min_px, swap_window
         self.conf_threshold, self.min_keypoints, self.bbox_scale, self.fps = conf_threshold, min_keypoints, bbox_scale, fps
         self._filter_args = (min_cutoff, beta, d_cutoff)
         self._next_id = 0
@@ -267,6 +274,14 @@ class MultiTracker:
             if min(n_cur, n_oth) >= 2 and d_oth < (1.0 - self.swap_margin) * d_cur \
                     and d_cur - d_oth > self.swap_min_px * size:
                 track.flipped[part] = not track.flipped[part]
+            if self.swap_window > 0:
+                hist = track.flip_history.setdefault(part, collections.deque(maxlen=self.swap_window))
+                hist.append(track.flipped[part])
+                if len(hist) == self.swap_window and 2 * sum(hist) > len(hist):
+                    track.flipped[part] = False  # the detector's labelling wins the vote: follow it again
+                    inverted = [not f for f in hist]
+                    hist.clear()
+                    hist.extend(inverted)
         return tuple(p for p, f in track.flipped.items() if f)
 
 

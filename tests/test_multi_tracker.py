@@ -123,6 +123,21 @@ def test_leg_swap_is_corrected_from_temporal_consistency(swap_at: int) -> None:
     assert all(np.allclose(out[i][0][5:11], truth[i][5:11]) for i in range(60))
 
 
+def test_the_majority_vote_adopts_the_detector_labelling_when_the_track_started_swapped() -> None:
+    truth = [person(300 + 2 * i, 360, 320, phase=i * 0.17) for i in range(150)]
+    seen = []
+    for i, kp in enumerate(truth):
+        k = kp.copy()
+        if i < 20:  # wrong from the first frame: motion alone would keep this labelling for ever
+            k[list(LEGS)] = kp[[KEYPOINT_FLIP[j] for j in LEGS]]
+        seen.append([k])
+    out = run(MultiTracker(min_hits=1, swap_window=60), seen)
+    err = [np.abs(out[i][0][list(LEGS), :2] - truth[i][list(LEGS), :2]).max() for i in range(150)]
+    apart = [i for i in range(150) if abs(np.sin(i * 0.17)) > 0.3]
+    assert min(err[i] for i in apart if 20 <= i < 60) > 20.0  # consistent with the (wrong) start
+    assert max(err[i] for i in apart if i >= 60) < 1.0        # the vote (60 frames) restored the truth
+
+
 def test_a_fully_mirrored_detection_is_the_same_person() -> None:
     kp = person(500, 360, 300)
     assert shape_distance(kp[list(KEYPOINT_FLIP)], kp, 300.0) == pytest.approx(0.0)

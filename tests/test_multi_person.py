@@ -1,0 +1,148 @@
+"""Multi-person BlazePose (LiteRT) + multi-person tracker: the numeric steps on made-up tensors, agreement with
+MediaPipe's own single-person graph on a real frame, and both people of the sports2d video tracked at once with
+ids that never move from one person to the other."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.detector.blazepose_multi_ops import (
+    NUM_ANCHORS, Roi, crop_affine, crop_to_image, decode_detections, letterbox, refine_from_heatmap,
+    roi_from_points, ssd_anchor_centres, weighted_nms,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VIDEO = DATA / "video" / "sports2d_demo.mp4"
+FRAME = DATA / "images" / "sports2d_demo_middle_f0115.png"
+HAS_RUNTIME = all(importlib.util.find_spec(m) is not None for m in ("mediapipe", "ai_edge_litert"))
+needs_runtime = pytest.mark.skipif(not HAS_RUNTIME, reason='needs mediapipe + ai-edge-litert (pip install "livemocap[live]")')
+
+
+# ------------------------------------------------------------------------------------------- numeric steps
+def test_anchors_match_the_detector_output_layout() -> None:
+    a = ssd_anchor_centres()
+    assert a.shape == (NUM_ANCHORS, 2)
+    # stride 8: 28 x 28 cells x 2 anchors first, row-major; the 7 x 7 map (3 layers of stride 32) carries 6 each
+    assert np.allclose(a[0], [0.5 / 28, 0.5 / 28]) and np.allclose(a[1], a[0]) and np.allclose(a[2], [1.5 / 28, 0.5 / 28])
+    assert np.allclose(a[-6:], [6.5 / 7, 6.5 / 7])
+    assert np.allclose(a[28 * 28 * 2], [0.5 / 14, 0.5 / 14])
+
+
+def test_decoding_a_made_up_detection_lands_on_the_image_person() -> None:
+    w, h = 1000, 500  # letterboxed: scale 0.224, content 224 x 112, pad_y 56
+    box = letterbox(w, h)
+    assert (box.width, box.height, box.pad_x, box.pad_y) == (224, 112, 0, 56)
+    anchors = ssd_anchor_centres()
+    raw = np.zeros((NUM_ANCHORS, 12), np.float32)
+    logits = np.full(NUM_ANCHORS, -10.0, np.float32)
+    k = 28 * 28 * 2 + (7 * 14 + 5) * 2  # an anchor of the stride-16 map
+    ax, ay = anchors[k] * 224
+    hip, top = np.array([600.0, 260.0]), np.array([600.0, 100.0])  # image pixels
+    to_in = lambda p: np.array([p[0] * box.scale_x + box.pad_x, p[1] * box.scale_y + box.pad_y])  # noqa: E731
+    raw[k, :2] = to_in(hip) - [ax, ay]
+    raw[k, 2:4] = [40.0, 60.0]
+    raw[k, 4:6] = to_in(hip) - [ax, ay]
+    raw[k, 6:8] = to_in(top) - [ax, ay]
+    logits[k] = logits[k + 1] = 3.0          # two overlapping hits merge into one
+    raw[k + 1] = raw[k]
+    people = decode_detections(raw, logits, anchors, box)
+    assert len(people) == 1 and people[0].score == pytest.approx(1 / (1 + math.exp(-3)), abs=1e-5)
+    assert np.allclose(people[0].keypoints[0], hip, atol=1e-3) and np.allclose(people[0].keypoints[1], top, atol=1e-3)
+    roi = roi_from_points(people[0].keypoints[0], people[0].keypoints[1])
+    assert roi.side == pytest.approx(2 * 1.25 * 160) and roi.rotation == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rotated_crop_maps_back_exactly() -> None:
+    upside_down = roi_from_points(np.array([300.0, 200.0]), np.array([300.0, 330.0]))  # scale point below
+    assert upside_down.rotation == pytest.approx(-math.pi, abs=1e-9) or upside_down.rotation == pytest.approx(math.pi)
+    roi = Roi((420.0, 260.0), 300.0, 0.6)
+    img = np.zeros((600, 900, 3), np.uint8)
+    marker = crop_to_image(np.array([0.3, 0.7]), roi)  # a point of the crop, drawn into the image
+    cv2.circle(img, (int(round(marker[0] - 0.5)), int(round(marker[1] - 0.5))), 4, (255, 255, 255), -1)
+    crop = cv2.warpAffine(img, crop_affine(roi), (256, 256), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    found = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) / 256
+    assert np.allclose(found, [0.3, 0.7], atol=1.5 / 256)
+
+
+def test_heatmap_refinement_and_nms() -> None:
+    hm = np.full((64, 64, 2), -8.0, np.float32)
+    hm[20, 30, 0] = hm[20, 31, 0] = 4.0   # confident: the point moves between the two cells
+    hm[40, 10, 1] = -1.0                  # not confident (sigmoid < 0.5): the point stays
+    xy = np.array([[31.0 / 64, 21.0 / 64], [12.0 / 64, 41.0 / 64]])
+    out = refine_from_heatmap(xy, hm)
+    assert out[0] == pytest.approx([30.5 / 64, 20.0 / 64], abs=2e-3) and np.allclose(out[1], xy[1])
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float64)
+    kps = np.zeros((3, 4, 2))
+    kps[1] += 2.0
+    merged = weighted_nms(boxes, kps, np.array([0.9, 0.6, 0.7]), 0.3)
+    assert len(merged) == 2 and merged[0][2] == pytest.approx(0.9)
+    assert np.allclose(merged[0][1], 0.6 * 2.0 / 1.5) and np.allclose(merged[1][0], boxes[2])
+
+
+# ------------------------------------------------------------------------------------------- real models
+@needs_runtime
+@pytest.mark.skipif(not FRAME.is_file(), reason="needs ../shared/data/images/sports2d_demo_middle_f0115.png")
+def test_agrees_with_mediapipe_single_person_on_a_real_frame() -> None:
+    from stream.detector.blazepose_multi import BlazePoseMultiDetector
+    from stream.detector.mediapipe_pose import MediaPipePoseDetector
+
+    image = cv2.imread(str(FRAME))
+    ref = MediaPipePoseDetector(smooth_landmarks=False).detect(image)
+    ours = BlazePoseMultiDetector(smooth=False).detect(image)
+    assert ref and ours
+    err = min(float(np.median(np.linalg.norm(d.keypoints[:, :2] - ref[0].keypoints[:, :2], axis=1))) for d in ours)
+    assert err < 6.0, err
+    with pytest.raises(ValueError, match="BGR uint8"):
+        BlazePoseMultiDetector().detect(np.zeros((10, 10), np.float32))
+
+
+@pytest.fixture(scope="module")
+def sports2d_tracks() -> dict[int, dict[int, np.ndarray]]:
+    """{track id: {frame: (21, 3) keypoints}} over the first 200 frames of the sports2d video."""
+    from stream.detector.blazepose_multi import BlazePoseMultiDetector
+    from stream.multi_tracker import MultiTracker
+
+    cap = cv2.VideoCapture(str(VIDEO))
+    detector, tracker = BlazePoseMultiDetector(max_people=4), MultiTracker(max_people=4)
+    tracks: dict[int, dict[int, np.ndarray]] = {}
+    for i in range(200):
+        ok, frame = cap.read()
+        assert ok, f"could not read frame {i}"
+        t = i / 30.0
+        for r in tracker.update(detector.detect(frame, t=t), (frame.shape[1], frame.shape[0]), t=t):
+            if r.keypoints is not None:
+                tracks.setdefault(r.track_id, {})[i] = r.keypoints
+    cap.release()
+    return tracks
+
+
+def _who(frame: int, kp: np.ndarray) -> str:
+    """Which of the two people a hip position belongs to: the walker (ground, from the right, leaving left)
+    or the athlete (on the box until the backflip, landing on the right while the walker is far left)."""
+    x, y = kp[11:13, :2].mean(axis=0)
+    if frame < 165:
+        return "walker" if y > 600 else "athlete"
+    return "walker" if x < 600 else "athlete"
+
+
+@needs_runtime
+@pytest.mark.skipif(not VIDEO.is_file(), reason="needs ../shared/data/video/sports2d_demo.mp4")
+def test_sports2d_both_people_tracked_at_once_and_no_id_changes_person(sports2d_tracks) -> None:
+    tracks = sports2d_tracks
+    per_frame = np.zeros(200, int)
+    for frames in tracks.values():
+        per_frame[list(frames)] += 1
+    assert (per_frame >= 2).sum() >= 60, per_frame.tolist()  # both at once for two seconds and more
+    for tid, frames in tracks.items():
+        owners = {_who(i, kp) for i, kp in frames.items()}
+        assert len(owners) == 1, (tid, {i: _who(i, kp) for i, kp in frames.items()})
+    # each person keeps one id over their whole common stretch (walker in view, athlete on the box)
+    walker = {tid for tid, f in tracks.items() for i, kp in f.items() if 90 <= i <= 160 and _who(i, kp) == "walker"}
+    athlete = {tid for tid, f in tracks.items() for i, kp in f.items() if 10 <= i <= 160 and _who(i, kp) == "athlete"}
+    assert len(walker) == 1 and len(athlete) == 1 and walker != athlete
