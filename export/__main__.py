@@ -4,6 +4,9 @@
     python -m export onnx --untrained [--seed 0] --out FILE.onnx   # default config, random weights (saved as
                                                                    # FILE.safetensors beside it)
     python -m export tensorrt --onnx FILE.onnx --out FILE.engine [--fp16] [--max-batch 64]
+    python -m export triton --out model_repository/ [--onnx FILE.onnx] [--max-batch 64] [--kind gpu|cpu]
+                            [--instances 1] [--queue-delay-us 500] [--no-sequence] [--plan FILE.plan]
+                                                                   # Triton configs (docs/scaling.md)
 
 Each prints one JSON line with its figures (parity: max abs difference per output over every step) and exits
 1 when parity is outside the tolerance, 2 with a one-sentence reason when it cannot run at all.
@@ -76,6 +79,21 @@ def cmd_tensorrt(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_triton(args: argparse.Namespace) -> int:
+    from engines.base import EngineLoadError
+
+    from .triton_export import RepositoryOptions, write_repository
+
+    opts = RepositoryOptions(max_batch=args.max_batch, instances=args.instances, kind=args.kind,
+                             queue_delay_us=args.queue_delay_us, sequence=args.sequence)
+    try:
+        report = write_repository(args.onnx, args.out, opts, plan=args.plan, overwrite=args.overwrite)
+    except (ValueError, RuntimeError, FileExistsError, EngineLoadError) as exc:
+        raise _Fatal(str(exc)) from None
+    print(json.dumps(report))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,6 +114,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-batch", type=int, default=64)
     t.add_argument("--tolerance", type=float, default=None, help="default 1e-4 (fp32), 5e-2 (fp16)")
     t.set_defaults(func=cmd_tensorrt)
+
+    from engines import DEFAULT_ONNX
+
+    r = sub.add_parser("triton", help="ONNX -> a Triton model repository (onnxruntime, TensorRT, sequence batcher)")
+    r.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="the step graph (default: the shipped model)")
+    r.add_argument("--out", type=Path, required=True, help="the model repository folder")
+    r.add_argument("--max-batch", type=int, default=64, help="max_batch_size: rows per execution")
+    r.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance kind (default: gpu)")
+    r.add_argument("--instances", type=int, default=1, help="instances per GPU (gpu) or in all (cpu)")
+    r.add_argument("--queue-delay-us", type=int, default=500, help="dynamic batcher's longest wait")
+    r.add_argument("--sequence", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write livemocap_seq (sequence batcher, implicit state; default: on)")
+    r.add_argument("--plan", type=Path, default=None, help="a TensorRT plan for livemocap_trt/1/model.plan")
+    r.add_argument("--overwrite", action="store_true", help="replace model folders that exist")
+    r.set_defaults(func=cmd_triton, steps=1, batch=1)
 
     for s in (o, t):
         s.add_argument("--steps", type=int, default=300, help="consecutive steps of the parity check")

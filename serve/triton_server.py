@@ -63,6 +63,21 @@ def _stub_libpython() -> None:
             os.environ["LD_LIBRARY_PATH"] = ":".join([libdir] + paths)
 
 
+def bundled_tritonserver() -> tuple[Path, dict[str, str]]:
+    """The tritonserver binary inside the PyTriton wheel and the environment it runs in (its own libraries)."""
+    import pytriton
+
+    root = Path(pytriton.__file__).resolve().parent
+    binary = root / "tritonserver" / "bin" / "tritonserver"
+    if not binary.is_file():
+        raise RuntimeError(f"{binary}: not found (is nvidia-pytriton installed whole?)")
+    _stub_libpython()
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(root.parent / "nvidia_pytriton.libs"),
+                                                  env.get("LD_LIBRARY_PATH", "")) if p)
+    return binary, env
+
+
 def step_callable(engine: Engine) -> Callable[..., dict[str, np.ndarray]]:
     """A PyTriton inference callable: the merged batch of every request -> model outputs and ``<state>_out``."""
     from pytriton.decorators import batch
@@ -139,4 +154,4 @@ def build_server(cfg: ServeConfig, load: Callable[[], Engine]) -> tuple[Any, Eng
     return triton, first
 
 
-__all__ = ["ServeConfig", "build_server", "encode_metadata", "step_callable"]
+__all__ = ["ServeConfig", "build_server", "bundled_tritonserver", "encode_metadata", "step_callable"]

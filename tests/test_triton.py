@@ -160,3 +160,59 @@ def test_url_and_correlation_ids() -> None:
     assert len(ids) == 8 * 20 * 2 and 0 not in ids and max(ids) < 1 << 64
     with pytest.raises(ValueError):
         correlation_id("cam0", 1 << 24, 1)
+
+
+def test_export_repository_reads_in_tritonserver(tmp_path) -> None:
+    """`python -m export triton` writes schema-valid configs; the bundled tritonserver (Python backend only) parses
+    each one and stops only at the missing onnxruntime / tensorrt backend, while a typo fails at parsing."""
+    import shutil
+    import subprocess
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from export.__main__ import main as export_main
+    from export.triton_export import SEQUENCE_ORT, STATELESS_ORT, STATELESS_TRT
+    from serve.triton_server import bundled_tritonserver
+
+    repo = tmp_path / "model_repository"
+    assert export_main(["triton", "--out", str(repo), "--max-batch", "32"]) == 0
+    assert export_main(["triton", "--out", str(repo)]) == 2  # existing folders need --overwrite
+    local = engines.load("default", prefer=["onnxruntime"])
+    width = local.input_shapes["x"][0]
+    configs = {}
+    for name in (STATELESS_ORT, STATELESS_TRT, SEQUENCE_ORT):
+        cfg = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        configs[name] = cfg
+        assert cfg.max_batch_size == 32
+        assert {t.name: list(t.dims) for t in cfg.input}["x"] == [width]  # read from the graph, not assumed
+        assert cfg.parameters["livemocap_metadata"].string_value
+    assert (repo / STATELESS_ORT / "1" / "model.onnx").is_file()
+    assert (repo / SEQUENCE_ORT / "1" / "model.onnx").is_file()
+    stateless, seq = configs[STATELESS_ORT], configs[SEQUENCE_ORT]
+    assert stateless.dynamic_batching.max_queue_delay_microseconds == 500
+    assert {t.name for t in stateless.input} == {"x", "omega", *local.state_shapes}
+    assert {t.name for t in seq.input} == {"x", "omega"}
+    states = {s.input_name: (s.output_name, list(s.dims), s.initial_state[0].zero_data)
+              for s in seq.sequence_batching.state}
+    assert states == {n: (f"{n}_out", list(shape), True) for n, shape in local.state_shapes.items()}
+    assert configs[STATELESS_TRT].platform == "tensorrt_plan"
+
+    broken = repo / "livemocap_typo"
+    shutil.copytree(repo / STATELESS_ORT, broken)
+    text = (broken / "config.pbtxt").read_text().replace('name: "livemocap"', 'name: "livemocap_typo"')
+    (broken / "config.pbtxt").write_text(text.replace("max_batch_size:", "max_batch_sizes:"))
+    binary, env = bundled_tritonserver()
+    http, grpc, metrics = free_ports(3)
+    run = subprocess.run([str(binary), "--model-repository", str(repo), "--backend-directory",
+                          str(binary.parents[1] / "backends"), "--http-port", str(http), "--grpc-port", str(grpc),
+                          "--metrics-port", str(metrics), "--http-address", "127.0.0.1", "--grpc-address",
+                          "127.0.0.1", "--exit-on-error=true"], env=env, capture_output=True, text=True, timeout=60)
+    log = run.stdout + run.stderr
+    assert run.returncode != 0  # nothing it can run: no onnxruntime / tensorrt backend in the wheel
+    for name, backend in ((STATELESS_ORT, "onnxruntime"), (STATELESS_TRT, "tensorrt"), (SEQUENCE_ORT, "onnxruntime")):
+        assert f"failed to load '{name}' version 1: Invalid argument: unable to find backend library for backend " \
+               f"'{backend}'" in log, log[-2000:]
+    assert "failed to read text proto" in log and "livemocap_typo" in log
+    for name in (STATELESS_ORT, STATELESS_TRT, SEQUENCE_ORT):
+        assert f"failed to read text proto from {repo / name / 'config.pbtxt'}" not in log
