@@ -88,7 +88,9 @@ def run_model_causally(model: CausalMocap, sample: dict[str, torch.Tensor],
         out, new_state = model.step(x[t : t + 1], sample["omega"][t : t + 1], state)
         if refine is not None:
             as_np = lambda d: {k: v.numpy() for k, v in d.items()}  # noqa: E731
-            res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine)
+            dt = float(sample["dt"][t]) if "dt" in sample else None
+            res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine,
+                              dt=dt)
             out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.outputs.items()}
             new_state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.state.items()}
         state = new_state

@@ -504,7 +504,9 @@ class LiveLoop:
         """The step's outputs fitted to the frame's keypoints; the engine state then carries the refined feet
         and root (so the next step integrates the trajectory from the refined body). Errors keep the network's."""
         try:
-            res = refine_step(outputs, state_before, self._state or {}, kp2d, K, self._refine_track, self.refine)
+            fps = getattr(self.source, "fps", None)
+            res = refine_step(outputs, state_before, self._state or {}, kp2d, K, self._refine_track, self.refine,
+                              dt=1.0 / fps if fps and fps > 0 else None)
         except Exception as exc:
             self._n.errors["refine"] += 1
             self._log_error("refine", exc)

@@ -68,12 +68,20 @@ class PosedBody(NamedTuple):
     glob: np.ndarray         # (24, 3, 3) global rotations
 
 
-def pose(rotmats: np.ndarray, betas: np.ndarray, tables: BodyTables | None = None) -> PosedBody:
-    """rotmats (24, 3, 3) local (joint 0 = root), betas (10,) -> joints, keypoints, global rotations (float64)."""
+def shaped(betas: np.ndarray, tables: BodyTables | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """betas (10,) -> bone offsets (24, 3) and keypoint offsets (21, 3) of that shape (as BuiltinBody scales them)."""
     t = tables or body_tables()
-    offsets = t.rest_offsets * (1.0 + t.shape_basis @ betas)[:, None]
+    return (t.rest_offsets * (1.0 + t.shape_basis @ betas)[:, None],
+            t.kp_delta * (1.0 + t.kp_shape_basis @ betas)[:, None])
+
+
+def pose(rotmats: np.ndarray, betas: np.ndarray, tables: BodyTables | None = None,
+         shape: tuple[np.ndarray, np.ndarray] | None = None) -> PosedBody:
+    """rotmats (24, 3, 3) local (joint 0 = root), betas (10,) -> joints, keypoints, global rotations (float64).
+    shape: `shaped(betas)` when the caller poses one shape many times."""
+    t = tables or body_tables()
+    offsets, delta = shape if shape is not None else shaped(betas, t)
     joints, glob = forward_kinematics_offsets_numpy(rotmats, offsets, SMPL_PARENTS)
-    delta = t.kp_delta * (1.0 + t.kp_shape_basis @ betas)[:, None]
     keypoints = joints[t.kp_anchor] + (glob[t.kp_frame] @ delta[:, :, None])[..., 0]
     return PosedBody(joints, keypoints, glob)
 

@@ -30,7 +30,7 @@ from scipy.linalg import lapack
 
 from mocap.camera import CONF_THRESHOLD
 from mocap.fitting import so3
-from mocap.fitting.body_numpy import BodyTables, PosedBody, body_tables, keypoint_beta_jacobian, pose
+from mocap.fitting.body_numpy import BodyTables, PosedBody, body_tables, keypoint_beta_jacobian, pose, shaped
 from mocap.fitting.limits import LIMIT_HI, LIMIT_LO
 from mocap.skeleton import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 
@@ -56,6 +56,8 @@ class RefineConfig:
     root_temporal: float = 5.0
     shift_temporal: float = 0.2
     depth_temporal: float = 0.2
+    reference_fps: float = 30.0    # temporal weights are per 1/reference_fps s: a frame dt apart scales them by
+                                   # (1/reference_fps)/dt (clipped to [1/4, 4]), so the smoothing is the same in time
     motion_scale: float = 0.0      # network keypoint speed (bbox units / frame) at which temporal weights halve
     innovation_scale: float = 0.03  # reprojection error of the carried correction at which they halve
     limit: float = 10.0            # per rad^2 outside the box
@@ -140,17 +142,18 @@ def _parameters_of(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.nd
     return x, np.asarray(outputs["cam_root_rotmat"], np.float64)
 
 
-def _pose_at(x: np.ndarray, root_net: np.ndarray, tables: BodyTables) -> tuple[np.ndarray, PosedBody]:
+def _pose_at(x: np.ndarray, root_net: np.ndarray, tables: BodyTables,
+             shape: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, PosedBody]:
     """Local rotations (24, 3, 3) (joint 0: exp(d0) R_root_net) and the posed body at parameters x (85,)."""
     rot = so3.exp(x[: 3 * NUM_JOINTS].reshape(NUM_JOINTS, 3))
     rot[0] = rot[0] @ root_net
-    return rot, pose(rot, x[I_BETA], tables)
+    return rot, pose(rot, x[I_BETA], tables, shape)
 
 
 def _evaluate(x: np.ndarray, prob: _Problem) -> dict[str, Any]:
     """Pose the body at x; residuals, robust weights and energy."""
     aa = x[I_BODY].reshape(NUM_JOINTS - 1, 3)
-    rot, body = _pose_at(x, prob.root_net, prob.tables)
+    rot, body = _pose_at(x, prob.root_net, prob.tables, prob.extra.get("shape"))
     p = body.keypoints[prob.vis] + x[I_TRANS]                                  # (n, 3) camera frame
     z = p[:, 2]
     if np.any(z <= 1e-3):
@@ -334,11 +337,13 @@ def refine_person(
     K: np.ndarray,
     track: TrackState,
     config: RefineConfig | None = None,
+    dt: float | None = None,
 ) -> Refined | None:
     """Refine one person-frame; None (keep the network output) when the evidence cannot support a fit.
 
     outputs: one person's engine outputs (no batch dim): pose_rotmat (24, 3, 3), cam_root_rotmat (3, 3),
     betas (10,), cam_trans (3,) at least. kp2d: (21, 3) pixels + confidence. K: (3, 3) intrinsics.
+    dt: seconds since the track's previous frame (None: 1 / reference_fps).
     Updates `track` (correction, running betas) only when it returns a fit. Never raises on bad numbers: NaN
     inputs, fewer than `min_keypoints` confident keypoints, a root behind the camera all return None.
     """
@@ -373,6 +378,8 @@ def refine_person(
     x0[I_BETA] = beta_track
     prob = _Problem(body_tables(), uv, kp2d[vis, 2], vis, K, inv_box, root_net, x0, prior, cfg.sigma**2, cfg.limit,
                     N_PARAMS if cfg.fit_betas else I_BETA.start)
+    if not cfg.fit_betas:
+        prob.extra["shape"] = shaped(beta_track, prob.tables)  # one shape for the whole frame
     best = _evaluate(x0, prob)
     if not np.isfinite(best["cost"]):
         return None
@@ -381,6 +388,8 @@ def refine_person(
     else:
         temporal *= _motion_factor(uv_net, track.uv_net, inv_box, cfg.motion_scale)
         temporal *= _innovation_factor(best["e2"], cfg.innovation_scale)
+        if dt is not None and np.isfinite(dt) and dt > 0 and cfg.reference_fps > 0:
+            temporal *= float(np.clip(1.0 / (cfg.reference_fps * dt), 0.25, 4.0))
     weight = prior + temporal
     centre = np.where(weight > 0, (prior * x_net + temporal * target_t) / np.maximum(weight, 1e-300), x_net)
     centre[I_BETA] = beta_track

@@ -19,16 +19,17 @@ def hat(v: np.ndarray) -> np.ndarray:
     return out
 
 
+#: [v]x as (flat index in the 3x3, component of v, sign): (0,1) -z, (0,2) +y, (1,0) +z, (1,2) -x, (2,0) -y, (2,1) +x.
+_HAT_DST = np.array([1, 2, 3, 5, 6, 7])
+_HAT_SRC = np.array([2, 1, 2, 0, 1, 0])
+_HAT_SIGN = np.array([-1.0, 1.0, 1.0, -1.0, -1.0, 1.0])
+_DIAG9 = np.array([0, 4, 8])
+
+
 def _add_hat(out: np.ndarray, v: np.ndarray, scale: np.ndarray | float) -> None:
-    """out (..., 3, 3) += scale (...,) * [v]x, in place."""
-    sv = v * np.asarray(scale)[..., None]
-    x, y, z = sv[..., 0], sv[..., 1], sv[..., 2]
-    out[..., 0, 1] -= z
-    out[..., 0, 2] += y
-    out[..., 1, 0] += z
-    out[..., 1, 2] -= x
-    out[..., 2, 0] -= y
-    out[..., 2, 1] += x
+    """out (..., 3, 3) C-contiguous += scale (...,) * [v]x, in place (one gather, one scatter-add)."""
+    flat = out.reshape(out.shape[:-2] + (9,))
+    flat[..., _HAT_DST] += v[..., _HAT_SRC] * (np.asarray(scale)[..., None] * _HAT_SIGN)
 
 
 def _coefficients(aa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -48,7 +49,7 @@ def exp(aa: np.ndarray) -> np.ndarray:
     """Rotation vectors (..., 3) radians -> matrices (..., 3, 3) (Rodrigues: I + a K + b K^2, K^2 = v v^T - t^2 I)."""
     t2, a, b, _ = _coefficients(aa)
     out = (b[..., None, None] * aa[..., :, None]) * aa[..., None, :]
-    out[..., [0, 1, 2], [0, 1, 2]] += (1.0 - b * t2)[..., None]
+    out.reshape(out.shape[:-2] + (9,))[..., _DIAG9] += (1.0 - b * t2)[..., None]
     _add_hat(out, aa, a)
     return out
 
@@ -58,7 +59,7 @@ def left_jacobian(aa: np.ndarray) -> np.ndarray:
     (I + b K + c K^2 with b = (1 - cos t)/t^2, c = (t - sin t)/t^3)."""
     t2, _, b, c = _coefficients(aa)
     out = (c[..., None, None] * aa[..., :, None]) * aa[..., None, :]
-    out[..., [0, 1, 2], [0, 1, 2]] += (1.0 - c * t2)[..., None]
+    out.reshape(out.shape[:-2] + (9,))[..., _DIAG9] += (1.0 - c * t2)[..., None]
     _add_hat(out, aa, b)
     return out
 

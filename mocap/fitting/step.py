@@ -35,14 +35,16 @@ def refine_step(
     config: RefineConfig | None = None,
     index: int = 0,
     contact_threshold: float = DEFAULT_CONTACT_THRESHOLD,
+    dt: float | None = None,
 ) -> StepResult:
     """outputs / state_after: what `engine.step` returned; state_before: the state it was given (for the
-    track's `initialized` flag); kp2d (21, 3) pixels + confidence of person `index`; K (3, 3).
+    track's `initialized` flag); kp2d (21, 3) pixels + confidence of person `index`; K (3, 3); dt: seconds
+    since the previous frame (scales the temporal terms; None = the reference frame rate).
 
     Returns new dicts (the inputs are not modified); on too little evidence, the inputs as they were.
     """
     person = {k: np.asarray(v)[index] for k, v in outputs.items()}
-    refined = refine_person(person, kp2d, K, track, config)
+    refined = refine_person(person, kp2d, K, track, config, dt)
     if refined is None:
         return StepResult(dict(outputs), dict(state_after), None)
     init = float(np.asarray(state_before["initialized"]).reshape(-1)[index]) if "initialized" in state_before else 1.0
