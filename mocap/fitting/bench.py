@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean_ms": r(ms.mean()),
         "fitted_p50_ms": r(np.percentile(fit, 50)) if fit.size else None,
         "fitted_p99_ms": r(np.percentile(fit, 99)) if fit.size else None,
+        "fitted_p10_ms": r(np.percentile(fit, 10)) if fit.size else None,   # least disturbed by other load
         "fitted_min_ms": r(fit.min()) if fit.size else None,
         "reproj_before_median": round(float(np.median(before)), 4) if before else None,
         "reproj_after_median": round(float(np.median(after)), 4) if after else None,
