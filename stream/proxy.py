@@ -10,8 +10,10 @@ stream.subscribe tcp://HOST:5556``) and subscribe to ``pose/`` (everyone) or ``p
 Subscriptions travel upstream, so a camera's publisher only sends what someone reads.
 
 Drops: the subscriber side is an XPUB with a per-subscriber queue of ``--hwm`` messages; a full queue drops the
-message for that subscriber only, as a direct publisher does (the subscriber sees a ``seq`` gap). Security as for ``run_live.py``: binding beyond loopback needs CURVE (``--curve-secret``,
-which covers both sides: cameras and subscribers then need the proxy's public key) or ``--insecure-public``.
+message for that subscriber only, as a direct publisher does (the subscriber sees a ``seq`` gap). Security as for
+``run_live.py``: binding beyond loopback needs CURVE (``--curve-secret``, which covers both sides: cameras and
+subscribers then need the proxy's public key; ``--curve-allow`` lists the subscribers let in) or
+``--insecure-public``.
 Prints one JSON line of counts at the end (messages, bytes, per-camera messages, subscriptions); exit 1 when
 nothing was forwarded.
 """
