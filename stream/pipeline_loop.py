@@ -1,0 +1,435 @@
+"""The live loop for everyone in view: multi-person tracks, one batched model step, optional stage threads.
+
+`MultiPersonLoop` is a `LiveLoop` whose frame is split in two stages:
+- keypoints: detector (all people) -> `MultiTracker` -> per-track network inputs;
+- model + publish: camera motion (once: one camera), one `PeopleModel.step` for every followed person,
+  test-time refinement per person (each with their own `TrackState`), one message per person
+  (`pose/<track>`), diagnostics and the adaptation feed per person.
+Run in one thread (`pipelined=False`) the stages follow each other as in `LiveLoop`; with `pipelined=True`
+capture, keypoints and model + publish each get a thread, joined by `stream.pipeline.Latest` slots
+(latest frame wins; `lossless=True` for --fast file runs). Per person the rules of `LiveLoop` hold: a new
+track id or `lost_reset_frames` frames without the person restart that person's memory (first message
+"init"), short losses step the model on an all-masked input, and people entering or leaving never touch
+another person's state.
+
+World frame: all people share one camera and its ground plane. Each person's root trajectory is the model's
+own (integrated from their first frame); `cam_trans` (the root in the camera frame, on the wire) is what
+relates people to each other, and the refinement fits it per person against the same intrinsics K.
+"""
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mocap.fitting import TrackState, refine_step
+from mocap.fitting.reprojection import reprojection_error
+from mocap.model.state import X_KEYPOINTS
+from stream.detector.base import Detection
+from stream.loop import FrameReport, LiveLoop, ModelStep
+from stream.pipeline import Latest, StageThread, wait_all
+from stream.pipeline_people import PeopleModel
+from stream.pose_frame import model_label, pose_message, status_message
+from stream.protocol import PoseMessage
+from stream.sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Person:
+    """What the loop keeps per followed person besides the model state (which lives in `PeopleModel`)."""
+
+    refine: TrackState = field(default_factory=TrackState)
+    fresh: bool = True                      # the next pose comes from a fresh state: publish it as "init"
+    lost_run: int = 0
+    last_x: np.ndarray | None = None
+    last_step_time: float | None = None
+
+
+@dataclass
+class KeypointPacket:
+    """Stage 1's result for one frame: every confirmed track (`PersonResult`) and its network input."""
+
+    frame: Frame
+    size: tuple[int, int]
+    K: np.ndarray
+    results: list[Any]
+    xs: dict[int, np.ndarray]
+    ended: list[int]
+    stages: dict[str, float]
+    t_keypoints: float
+
+
+class MultiPersonLoop(LiveLoop):
+    """`LiveLoop` for up to `tracker.max_people` people (see the module doc); extra args as `LiveLoop`'s.
+
+    pipelined: capture / keypoints / model + publish threads with latest-frame-wins slots.
+    lossless: the slots wait instead of replacing (every frame processed; for files run with --fast).
+    """
+
+    def __init__(self, source: Any, detector: Any, tracker: Any, camera_motion: Any, engine: Any, publisher: Any,
+                 *, pipelined: bool = False, lossless: bool = False, **kwargs: Any) -> None:
+        super().__init__(source, detector, tracker, camera_motion, engine, publisher, **kwargs)
+        self.people = PeopleModel(engine)
+        self._persons: dict[int, _Person] = {}
+        self.pipelined, self.lossless = pipelined, lossless
+        self._people_per_frame: collections.Counter = collections.Counter()
+        self._slots: dict[str, Latest] = {}
+        self._detector_takes_t = self._takes_t(detector)
+
+    @staticmethod
+    def _takes_t(detector: Any) -> bool:
+        try:
+            return detector is not None and "t" in inspect.signature(detector.detect).parameters
+        except (TypeError, ValueError):
+            return False
+
+    # ------------------------------------------------------------------ one frame, two stages
+    def _process(self, frame: Frame) -> None:
+        self._model_stage(self._keypoint_stage(frame))
+
+    def _clock_of(self, frame: Frame) -> float:
+        return frame.t_capture if self.clock == "capture" else self._media_time(frame)
+
+    def _detect(self, frame: Frame) -> list[Detection]:
+        """As `LiveLoop._detect`, giving a detector that smooths over time the frame's own time."""
+        if frame.keypoints is not None or not self._detector_takes_t or frame.image is None:
+            return super()._detect(frame)
+        try:
+            return list(self.detector.detect(frame.image, t=self._clock_of(frame)))
+        except Exception as exc:
+            self._n.errors["detector"] += 1
+            self._log_error("detector", exc)
+            return []
+
+    def _keypoint_stage(self, frame: Frame) -> KeypointPacket:
+        t_start = time.monotonic()
+        stages: dict[str, float] = {"capture": (t_start - frame.t_capture) * 1e3}
+        self._n.frames += 1
+        self._t_first = t_start if self._t_first is None else self._t_first
+        self._last_seq = frame.seq
+        size = self._frame_size(frame)
+        if size[0] <= 0 or size[1] <= 0:
+            raise ValueError(f"frame {frame.seq} has no size (image {getattr(frame.image, 'shape', None)})")
+        K = self._intrinsics(size)
+        tic = time.perf_counter()
+        detections = self._detect(frame)
+        stages["detect"] = (time.perf_counter() - tic) * 1e3
+        tic = time.perf_counter()
+        results = self.tracker.update(detections, size, self._clock_of(frame))
+        ended = list(getattr(self.tracker, "ended", []))
+        xs: dict[int, np.ndarray] = {}
+        for r in results:
+            if r.status != "lost":
+                x = self._normalize(r, K)
+                if x is not None:
+                    xs[int(r.track_id)] = x
+        stages["track"] = (time.perf_counter() - tic) * 1e3
+        return KeypointPacket(frame, size, K, results, xs, ended, stages, time.monotonic())
+
+    def _start_person(self, track: int) -> _Person:
+        self.people.start(track)
+        person = self._persons[track] = _Person()
+        self._n.inits += 1
+        self._n.tracks.add(track)
+        return person
+
+    def _forget(self, track: int) -> None:
+        self.people.drop(track)
+        self._persons.pop(track, None)
+
+    def _reset_state(self) -> None:
+        """Drop every person's memory (an unexpected failure, or a long stall)."""
+        self.people.clear()
+        self._persons.clear()
+        super()._reset_state()
+
+    def _heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if len(self.people) and now - (self._t_last or now) > self.lost_reset_frames / max(self.source.fps, 1):
+            self._reset_state()  # nobody can be followed across a long stall
+        super()._heartbeat(force)
+
+    def _interval(self, person: _Person, x: np.ndarray) -> np.ndarray:
+        """x with the frame-interval feature when the model takes one, on this person's own step clock."""
+        add = getattr(self, "_with_frame_interval", None)
+        if add is None:
+            return x
+        self._last_step_time = person.last_step_time
+        x = add(x)
+        person.last_step_time = self._last_step_time
+        return x
+
+    def _model_stage(self, p: KeypointPacket) -> None:
+        frame, stages, K = p.frame, p.stages, p.K
+        seen = [r for r in p.results if int(r.track_id) in p.xs]
+        main = max(seen, key=lambda r: float(r.bbox[2])) if seen else None
+        tic = time.perf_counter()
+        self._step_clock = self._clock_of(frame)
+        omega = self._omega(frame, main.bbox if main is not None else None)
+        stages["camera_motion"] = (time.perf_counter() - tic) * 1e3
+
+        reset = False
+        for track in p.ended:
+            self._forget(track)
+        fed: dict[int, np.ndarray] = {}
+        posed: list[Any] = []
+        for r in p.results:
+            track = int(r.track_id)
+            x = p.xs.get(track)
+            person = self._persons.get(track)
+            if x is None:
+                if person is None:
+                    continue
+                person.lost_run += 1
+                if person.lost_run >= self.lost_reset_frames:
+                    self._forget(track)
+                    reset = True
+                elif track in self.people and person.last_x is not None:
+                    masked = person.last_x.copy()  # a short loss: step on an all-masked input, publish no pose
+                    masked[X_KEYPOINTS] = 0.0
+                    fed[track] = self._interval(person, masked)
+                continue
+            if person is None or r.status == "init" or track not in self.people:
+                reset = reset or person is not None
+                person = self._start_person(track)
+            person.lost_run, person.last_x = 0, x
+            fed[track] = self._interval(person, x)
+            posed.append(r)
+
+        tic = time.perf_counter()
+        outputs: dict[int, dict[str, np.ndarray]] = {}
+        before: dict[int, dict[str, np.ndarray]] = {}
+        try:
+            outputs, before, failed = self.people.step(fed, omega)
+            if failed:
+                self._n.errors["engine"] += len(failed)
+                self._log_error("engine", FloatingPointError(f"engine produced non-finite outputs for {failed}"))
+        except Exception as exc:
+            self._n.errors["engine"] += 1
+            self._log_error("engine", exc)
+            failed = list(fed)
+        for track in failed:
+            self._forget(track)
+        stages["model"] = (time.perf_counter() - tic) * 1e3
+        if self.refine is not None and outputs:
+            tic = time.perf_counter()
+            self._refine_all(posed, outputs, before, K)
+            stages["refine"] = (time.perf_counter() - tic) * 1e3
+
+        tic = time.perf_counter()
+        model = model_label(self.engine.model_id, getattr(self.engine, "generation", 0))
+        motion = self._motion_used
+        messages: dict[int, PoseMessage] = {}
+        for r in p.results:
+            track = int(r.track_id)
+            msg = self._person_message(frame, r, outputs.get(track) if track in p.xs else None, model)
+            if msg is None:
+                continue
+            msg.camera_motion = motion
+            messages[track] = msg
+            self._send(msg)
+        if not messages:  # nobody in view: one "lost" message, as the single-person loop sends
+            self._n.statuses["lost"] += 1
+            msg = status_message("lost", seq=frame.seq, track=int(self._last_track), t_capture=frame.t_capture,
+                                 model=model)
+            msg.camera_motion = motion
+            messages[-1] = msg
+            self._send(msg)
+        t_published = time.monotonic()
+        stages["publish"] = (time.perf_counter() - tic) * 1e3
+        self._people_per_frame[sum(int(r.track_id) in outputs for r in posed)] += 1
+
+        main_track = int(main.track_id) if main is not None else None
+        reproj_main = None
+        for r in posed:  # diagnostics after the sends: they must not delay the subscribers
+            track = int(r.track_id)
+            if track not in outputs or "kp3d_cam" not in outputs[track]:
+                continue
+            reproj = reprojection_error(outputs[track]["kp3d_cam"][0], r.keypoints, K)
+            if reproj is not None:
+                self._reproj.append(reproj)
+            if track == main_track:
+                reproj_main = reproj
+            if self.on_model_step is not None and track in self.people:
+                self._feed_person(frame, r, fed[track], omega, K, before[track], messages[track], reproj)
+        stages["latency"] = (t_published - frame.t_capture) * 1e3
+        for stage, ms in stages.items():
+            self._timings.add(stage, ms)
+        self._t_last = t_published
+        if main_track is not None:
+            self._last_track = main_track
+        report_msg = messages.get(main_track, next(iter(messages.values())))
+        if self.preview is not None:
+            self._show(frame, main if main is not None else p.results[0] if p.results else _NoPerson,
+                       outputs.get(main_track) if main_track is not None else None, K, report_msg)
+        if self.on_frame is not None:
+            self.on_frame(FrameReport(frame.seq, report_msg.status, report_msg.track, frame.t_capture,
+                                      p.t_keypoints, t_published, stages, reset, reproj_main, report_msg))
+
+    def _refine_all(self, posed: list[Any], outputs: dict[int, dict[str, np.ndarray]],
+                    before: dict[int, dict[str, np.ndarray]], K: np.ndarray) -> None:
+        """Each seen person's step fitted to their keypoints; refined feet / root go back into their state."""
+        new_states = {}
+        for r in posed:
+            track = int(r.track_id)
+            if track not in outputs:
+                continue
+            try:
+                res = refine_step(outputs[track], before[track], self.people.state_of(track), r.keypoints, K,
+                                  self._persons[track].refine, self.refine)
+            except Exception as exc:
+                self._n.errors["refine"] += 1
+                self._log_error("refine", exc)
+                continue
+            outputs[track] = res.outputs
+            if res.refined is not None:
+                new_states[track] = res.state
+        self.people.set_states(new_states)
+
+    def _person_message(self, frame: Frame, r: Any, outputs: dict[str, np.ndarray] | None, model: str
+                        ) -> PoseMessage | None:
+        """The person's message: their pose, "lost" while they are briefly unseen, or "init" when their step
+        failed; None for a person the loop never stepped (nothing to tell)."""
+        track = int(r.track_id)
+        person = self._persons.get(track)
+        if outputs is None:
+            if r.status == "lost" and person is None:
+                return None
+            status = "lost" if r.status == "lost" else "init"
+            self._n.statuses[status] += 1
+            return status_message(status, seq=frame.seq, track=track, t_capture=frame.t_capture, model=model)
+        assert person is not None
+        status = "init" if person.fresh else "tracking"
+        try:
+            msg = pose_message(outputs, seq=frame.seq, track=track, t_capture=frame.t_capture, kp2d=r.keypoints,
+                               model=model, status=status)
+        except ValueError as exc:  # e.g. NaN betas: never publish a wrong pose
+            self._n.errors["engine"] += 1
+            self._log_error("engine output", exc)
+            self._forget(track)
+            self._n.statuses["init"] += 1
+            return status_message("init", seq=frame.seq, track=track, t_capture=frame.t_capture, model=model)
+        person.fresh = False
+        self._n.statuses[status] += 1
+        return msg
+
+    def _feed_person(self, frame: Frame, r: Any, x: np.ndarray, omega: np.ndarray, K: np.ndarray,
+                     state_before: Any, msg: PoseMessage, reproj: float | None) -> None:
+        try:
+            self.on_model_step(ModelStep(  # type: ignore[misc]
+                seq=frame.seq, track=msg.track, t_capture=frame.t_capture, x=x, omega=omega, kp2d=r.keypoints,
+                bbox=np.asarray(r.bbox), K=K, state_before=state_before,
+                state_after=self.people.state_of(msg.track), reproj=reproj,
+                generation=int(getattr(self.engine, "generation", 0))))
+        except Exception as exc:
+            self._n.errors["adaptation"] += 1
+            self._log_error("adaptation", exc)
+
+    # ------------------------------------------------------------------ threads
+    def run(self, max_frames: int | None = None) -> dict[str, Any]:
+        """As `LiveLoop.run`; with `pipelined` the stages run in their own threads (see the module doc)."""
+        if not self.pipelined:
+            return super().run(max_frames)
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+        frames, packets = Latest(self.lossless), Latest(self.lossless)
+        self._slots = {"keypoints": frames, "model": packets}
+        capture = threading.Thread(target=self._capture, args=(frames, max_frames), name="capture", daemon=True)
+        keypoints = StageThread("keypoints", frames, packets, self._keypoint_stage, self._stop, self._stage_error)
+        capture.start()
+        keypoints.start()
+        try:
+            while not self._stop.is_set():
+                got, packet = packets.get(min(self.heartbeat_s, 0.05))
+                if got:
+                    try:
+                        self._model_stage(packet)
+                    except Exception as exc:
+                        self._stage_error("model", exc)
+                        self._reset_state()
+                elif packets.closed_and_empty:
+                    break
+                else:
+                    self._heartbeat()
+        finally:
+            self._stop.set()
+            stuck = wait_all([capture, keypoints])
+            if stuck:
+                log.warning("pipeline threads still running at exit: %s", stuck)
+        if self.stop_reason is None:
+            self.stop_reason = "stopped"
+        return self.stats()
+
+    def _capture(self, out: Latest, max_frames: int | None) -> None:
+        """Capture thread: read frames as they come and offer each to the keypoint stage (latest wins)."""
+        read = 0
+        try:
+            while not self._stop.is_set():
+                if max_frames is not None and read >= max_frames:
+                    self.stop_reason = self.stop_reason or "max_frames"
+                    break
+                t0 = time.perf_counter()
+                try:
+                    frame = self.source.read(self.read_timeout)
+                except Exception as exc:
+                    self._n.errors["source"] += 1
+                    self._consecutive_source_errors += 1
+                    self._log_error("source", exc)
+                    if self.max_source_errors is not None and self._consecutive_source_errors >= self.max_source_errors:
+                        self.stop_reason = f"source failed {self._consecutive_source_errors} times in a row: {exc}"
+                        break
+                    self._stop.wait(min(0.02 * 2 ** min(self._consecutive_source_errors, 6), 1.0))
+                    continue
+                self._consecutive_source_errors = 0
+                if frame is None:
+                    if self.source.finished:
+                        self.stop_reason = self.stop_reason or "source finished"
+                        break
+                    self._note_source_status()
+                    continue
+                read += 1
+                self._timings.add("read", (time.perf_counter() - t0) * 1e3)
+                self._max_seq = frame.seq if self._max_seq is None else max(self._max_seq, frame.seq)
+                if self._first_seq is None:
+                    self._first_seq = frame.seq
+                out.put(frame, self._stop)
+        finally:
+            out.close()
+
+    def _stage_error(self, stage: str, exc: Exception) -> None:
+        self._n.errors["other"] += 1
+        log.warning("%s stage failed: %s: %s", stage, type(exc).__name__, exc)
+
+    # ------------------------------------------------------------------ reporting
+    def stats(self) -> dict[str, Any]:
+        """`LiveLoop.stats()` plus people per frame and, when pipelined, what each slot dropped."""
+        out = super().stats()
+        counts = self._people_per_frame
+        total = sum(counts.values())
+        out["people"] = {
+            "per_frame": {str(k): v for k, v in sorted(counts.items())},
+            "max": max(counts) if counts else 0,
+            "mean": (sum(k * v for k, v in counts.items()) / total) if total else 0.0,
+            "max_people": getattr(self.tracker, "max_people", 1),
+        }
+        out["pipelined"] = self.pipelined
+        if self._slots:
+            out["slot_dropped"] = {name: slot.dropped for name, slot in self._slots.items()}
+        return out
+
+
+class _NoPersonResult:
+    keypoints = None
+
+
+_NoPerson = _NoPersonResult()
+
+__all__ = ["KeypointPacket", "MultiPersonLoop"]

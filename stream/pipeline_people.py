@@ -1,0 +1,109 @@
+"""Model memory of every tracked person, advanced by one batched engine step per frame.
+
+Why: the engines are batch-first, and one step for B people costs far less than B steps (the fixed per-call
+cost dominates a sub-millisecond step). The people's states live as one batch (row i = `tracks[i]`), so the
+usual frame, where everyone followed is stepped, hands the engine's returned state straight back with no
+gathering or splitting. People who enter get a fresh `initial_state(1)` row, people who leave lose theirs;
+nobody else's memory is touched by either, and a person whose outputs are non-finite loses only their own.
+
+Arrays are never written in place: a state handed out (to refinement, to the adaptation buffer) stays as it
+was when handed out, even after later frames.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+#: Outputs that must be finite for a person's step to count (the rest is checked by the message builder).
+CHECKED_OUTPUTS: tuple[str, ...] = ("pose_rotmat", "cam_trans", "root_trans")
+
+
+class PeopleModel:
+    """Per-person engine states keyed by track id; `step` advances any subset of them as one batch."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.tracks: list[int] = []      # row order of the batch state
+        self._state: Arrays = {}         # name -> (len(tracks), ...) arrays
+
+    def __contains__(self, track: object) -> bool:
+        return track in self.tracks
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def start(self, track: int) -> None:
+        """A fresh model memory for `track` (a new person, or one whose memory was dropped)."""
+        track = int(track)
+        self.drop(track)
+        fresh = self.engine.initial_state(1)
+        self._state = fresh if not self.tracks else {k: np.concatenate([v, fresh[k]]) for k, v in self._state.items()}
+        self.tracks.append(track)
+
+    def drop(self, track: int) -> None:
+        if track not in self.tracks:
+            return
+        i = self.tracks.index(track)
+        self.tracks.pop(i)
+        self._state = {k: np.delete(v, i, axis=0) for k, v in self._state.items()} if self.tracks else {}
+
+    def clear(self) -> None:
+        self.tracks, self._state = [], {}
+
+    def state_of(self, track: int) -> Arrays:
+        """The person's state as batch-1 arrays (views; never modified afterwards)."""
+        i = self.tracks.index(track)
+        return {k: v[i:i + 1] for k, v in self._state.items()}
+
+    def set_states(self, states: Mapping[int, Mapping[str, np.ndarray]]) -> None:
+        """Replace some people's states (e.g. the refined feet and root fed back), one copy per array."""
+        rows = [(self.tracks.index(t), s) for t, s in states.items() if t in self.tracks]
+        if not rows:
+            return
+        new = {k: v.copy() for k, v in self._state.items()}
+        for i, s in rows:
+            for k in new:
+                new[k][i] = np.asarray(s[k])[0]
+        self._state = new
+
+    def step(self, xs: Mapping[int, np.ndarray], omega: np.ndarray
+             ) -> tuple[dict[int, Arrays], dict[int, Arrays], list[int]]:
+        """xs {track: x (D,)} for tracks that have a state, omega (6,) shared by everyone (one camera).
+
+        Returns (outputs {track: batch-1 arrays}, states_before {track: batch-1 arrays}, failed tracks whose
+        outputs were non-finite; their state is dropped). Raises what the engine raises (nobody's state changes).
+        """
+        tracks = [int(t) for t in xs]
+        if not tracks:
+            return {}, {}, []
+        missing = [t for t in tracks if t not in self.tracks]
+        if missing:
+            raise KeyError(f"no model state for tracks {missing}: call start() first")
+        everyone = tracks == self.tracks
+        rows = None if everyone else np.array([self.tracks.index(t) for t in tracks])
+        batch_state = self._state if rows is None else {k: v[rows] for k, v in self._state.items()}
+        x = np.stack([np.asarray(xs[t], np.float32) for t in tracks])
+        om = np.repeat(np.asarray(omega, np.float32).reshape(1, 6), len(tracks), axis=0)
+        outputs, state = self.engine.step({"x": x, "omega": om}, batch_state)
+        before = {t: {k: v[i:i + 1] for k, v in batch_state.items()} for i, t in enumerate(tracks)}
+        if rows is None:
+            self._state = dict(state)
+        else:
+            merged = {k: v.copy() for k, v in self._state.items()}
+            for k in merged:
+                merged[k][rows] = state[k]
+            self._state = merged
+        ok = np.ones(len(tracks), bool)
+        for k in CHECKED_OUTPUTS:
+            if k in outputs:
+                ok &= np.isfinite(outputs[k].reshape(len(tracks), -1)).all(axis=1)
+        failed = [t for t, good in zip(tracks, ok) if not good]
+        per_out = {t: {k: v[i:i + 1] for k, v in outputs.items()} for i, t in enumerate(tracks) if ok[i]}
+        for t in failed:
+            self.drop(t)
+        return per_out, before, failed
+
+
+__all__ = ["CHECKED_OUTPUTS", "PeopleModel"]
