@@ -273,3 +273,23 @@ def test_loop_with_refinement_publishes_finite_poses_that_reproject_better() -> 
     assert "refine" not in stats_plain["stages_ms"]
     assert stats_ref["reproj_err_rel"]["p50"] < 0.8 * stats_plain["reproj_err_rel"]["p50"]
     assert not stats_ref["errors"]
+
+
+def test_eval_refines_each_step_and_keeps_the_trajectory_continuous() -> None:
+    from mocap.eval import run_model_causally, sample_intrinsics
+    from mocap.fitting.bench import synthetic_sample
+    from mocap.model import load_model
+
+    model = load_model("default")
+    sample = synthetic_sample(45, seed=1)
+    plain = run_model_causally(model, sample)
+    refined = run_model_causally(model, sample, RefineConfig())
+    K = sample_intrinsics(sample)
+    kp2d = sample["kp2d"].numpy()
+    err = lambda out: np.nanmedian([reprojection_error(out["kp3d_cam"][t], kp2d[t], K) or np.nan  # noqa: E731
+                                    for t in range(len(kp2d))])
+    assert err(refined) < 0.8 * err(plain)
+    for key in ("pose_rotmat", "joints", "root_trans", "kp3d_cam"):
+        assert np.isfinite(refined[key]).all()
+    step = np.linalg.norm(np.diff(refined["root_trans"], axis=0), axis=1)
+    assert step.max() < 0.2                                   # metres per frame: integrated, not jumping

@@ -16,17 +16,16 @@ import time
 import numpy as np
 
 
-def _frames(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
-    """n (outputs, state_before, state_after, kp2d) of the shipped model on a synthetic clip, and K (3, 3)."""
+def synthetic_sample(n: int, seed: int) -> dict:
+    """A synthetic clip of n frames (a procedural walk of the built-in body, moving virtual camera, detector-like
+    2D noise), as `mocap.eval` samples are: x, omega, kp2d, focal, principal, ground truth."""
     import torch
 
     from mocap.data.motion_bank import MotionWindows
     from mocap.data.synth import SynthConfig, SyntheticGenerator
-    from mocap.model import load_model
     from mocap.rotations import axis_angle_to_matrix
     from mocap.skeleton import NUM_JOINTS
 
-    torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     t = np.arange(n) / 30.0
     pose = np.zeros((n, NUM_JOINTS, 3))
@@ -42,7 +41,19 @@ def _frames(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
         trans=torch.from_numpy(trans).float()[None],
         betas=torch.zeros(1, 10),
     )
-    sample = {k: v[0] for k, v in SyntheticGenerator(SynthConfig(random_betas=0.0))(motion, rng, camera="moving").items()}
+    batch = SyntheticGenerator(SynthConfig(random_betas=0.0))(motion, rng, camera="moving")
+    return {k: v[0] for k, v in batch.items()}
+
+
+def _frames(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
+    """n (outputs, state_before, state_after, kp2d) of the shipped model on a synthetic clip, and K (3, 3)."""
+    import torch
+
+    from mocap.eval import sample_intrinsics
+    from mocap.model import load_model
+
+    torch.set_num_threads(1)
+    sample = synthetic_sample(n, seed)
     model = load_model("default")
     x = sample["x"][:, : model.config.input_dim]
     state = model.initial_state(1)
@@ -54,8 +65,7 @@ def _frames(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
             frames.append({"outputs": as_np(out), "before": as_np(state), "after": as_np(new_state),
                            "kp2d": sample["kp2d"][i].numpy().astype(np.float64)})
             state = new_state
-    f, (px, py) = float(sample["focal"]), (float(v) for v in sample["principal"])
-    return frames, np.array([[f, 0.0, px], [0.0, f, py], [0.0, 0.0, 1.0]])
+    return frames, sample_intrinsics(sample)
 
 
 def main(argv: list[str] | None = None) -> int:
