@@ -11,7 +11,9 @@ The model's livemocap metadata travels in the model configuration's ``parameters
 the ONNX metadata props as a JSON object) and is checked against the live loop's contract on connect.
 
 A step that cannot reach the server (connection refused, model not loaded yet after a restart) is retried with a
-fresh connection until ``retry_s`` has passed; the request is idempotent because the state is the caller's.
+fresh connection until ``retry_s`` has passed; the request is idempotent because the state is the caller's. Once a
+step has given up, later ones retry only ``DOWN_RETRY_S`` until the server answers again, so a long outage costs
+the live loop a short stall per frame (it restarts the tracks' memory), not ``retry_s`` each time.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ TRITON_MODEL = "livemocap"
 #: Model-configuration parameter holding the ONNX metadata props (a JSON object of strings).
 METADATA_PARAMETER = "livemocap_metadata"
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: Retry window of a step while the server is known to be down (a previous step gave up after ``retry_s``).
+DOWN_RETRY_S = 0.3
 
 #: Error texts of a server that is (re)starting or gone: worth a reconnect and a retry, never a state reset.
 _TRANSIENT = ("unknown model", "not ready", "unavailable", "connect", "connection", "reset by peer", "broken pipe",
@@ -114,6 +118,7 @@ class TritonEngine(Engine):
         self.requests = 0        # step requests answered
         self.retries = 0         # failed attempts that were retried
         self.reconnects = 0      # fresh clients made after a failure
+        self._down = False       # the last step gave up: retry briefly until one succeeds (no 10 s stall per frame)
         self._module = _client_module(self.protocol)
         # One client per thread: the HTTP client lives on its creating thread's gevent hub.
         self._local = threading.local()
@@ -231,7 +236,8 @@ class TritonEngine(Engine):
     # ------------------------------------------------------------------ running
     def _infer(self, feed: Arrays) -> list[np.ndarray]:
         """One request with retries; returns the arrays of ``_run_names`` in order."""
-        deadline = time.monotonic() + self.retry_s
+        window = min(self.retry_s, DOWN_RETRY_S) if self._down else self.retry_s
+        deadline = time.monotonic() + window
         delay = 0.05
         while True:
             inputs = []
@@ -247,12 +253,14 @@ class TritonEngine(Engine):
                 else:
                     result = self._client.infer(self.model, inputs, model_version=self.version, outputs=outputs)
                 self.requests += 1
+                self._down = False
                 return [result.as_numpy(n) for n in self._run_names]
             except Exception as exc:
                 if not _is_transient(exc):
                     raise
                 if time.monotonic() + delay > deadline:
-                    raise TritonUnavailable(f"Triton at {self.url} did not answer within {self.retry_s:g} s: "
+                    self._down = True
+                    raise TritonUnavailable(f"Triton at {self.url} did not answer within {window:g} s: "
                                             f"{str(exc).strip()[:200] or type(exc).__name__}") from None
                 self.retries += 1
                 time.sleep(delay)

@@ -16,7 +16,7 @@ pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not
 
 import engines  # noqa: E402
 from engines.base import EngineLoadError  # noqa: E402
-from engines.triton_engine import TritonEngine, correlation_id, parse_url  # noqa: E402
+from engines.triton_engine import TritonEngine, TritonUnavailable, correlation_id, parse_url  # noqa: E402
 from serve.process import ServerProcess, free_ports  # noqa: E402
 from serve.stats import model_stats  # noqa: E402
 
@@ -130,6 +130,15 @@ def test_cameras_through_triton_with_restart(ports: list[int]) -> None:
         server.stop()
     with pytest.raises(EngineLoadError, match="after 0.5 s"):
         TritonEngine(server.url, connect_s=0.5)
+    # A server that stays down: the step gives up after retry_s, later steps after a short window only.
+    probe = workers[0]
+    probe.retry_s = 2.0
+    feed = {"x": np.zeros((1, probe.input_shapes["x"][0]), np.float32), "omega": np.zeros((1, 6), np.float32)}
+    for limit in (5.0, 1.2):  # a second full 2 s window would fail the 1.2 s bound
+        t0 = time.monotonic()
+        with pytest.raises(TritonUnavailable):
+            probe.step(feed, probe.initial_state(1))
+        assert time.monotonic() - t0 < limit
 
     # Every worker noticed the restart and reconnected, without losing a frame or its tracks' memory.
     assert all(w.reconnects >= 1 and w.retries >= 1 for w in workers), [(w.retries, w.reconnects) for w in workers]
