@@ -1,6 +1,15 @@
 """Benchmark the whole live loop on a video: sustained fps and keypoints-ready -> subscriber-received latency.
 
     python -m stream.bench_loop --source ../shared/data/video/sports2d_demo.mp4 --frames 200 --json
+    python -m stream.bench_loop --source ../shared/data/video/sports2d_demo.mp4 --frames 200 --max-people 4 \
+        --pipelined --realtime --json
+
+With ``--max-people N`` > 1 or ``--pipelined`` the multi-person path runs (`stream.pipeline_loop`: the mediapipe
+wheel's BlazePose networks for N people on LiteRT, `MultiTracker`, one batched model step per frame);
+``--pipelined`` puts capture, keypoints and model + publish in their own threads (latest frame wins), and
+``--realtime`` plays the file at its own fps, as a camera would deliver it (frames the loop cannot keep up
+with are dropped and counted). The JSON then also carries people per frame, dropped-frame % and the batched
+model step's cost for 1, 2 and 4 people.
 
 Frames are decoded as fast as possible and resized to ``--width`` (640) before the loop, as a 640x480-class
 webcam would deliver them; MediaPipe BlazePose detects, the engine steps, the publisher sends. A subscriber runs
@@ -63,8 +72,30 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": s["p50"], "p99": s["p99"], "max": s["max"], "n": s["n"]}
 
 
-def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int
-              ) -> dict[str, Any]:
+def batched_step_ms(engine: Any, batches: tuple[int, ...] = (1, 2, 4), steps: int = 300) -> dict[str, float]:
+    """p50 ms of one `PeopleModel.step` (stacking + engine + splitting) for each number of people."""
+    import numpy as np
+
+    from stream.pipeline_people import PeopleModel
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for b in batches:
+        people = PeopleModel(engine)
+        for t in range(b):
+            people.start(t)
+        xs = {t: (0.1 * rng.standard_normal(engine.input_shapes["x"][0])).astype(np.float32) for t in range(b)}
+        times = []
+        for _ in range(steps):
+            tic = time.perf_counter()
+            people.step(xs, np.zeros(6, np.float32))
+            times.append((time.perf_counter() - tic) * 1e3)
+        out[str(b)] = float(np.median(times[steps // 5:]))
+    return out
+
+
+def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int,
+              max_people: int = 1, pipelined: bool = False, realtime: bool = False) -> dict[str, Any]:
     import engines
     from stream.__main__ import _single_thread_torch
     from stream.camera_motion import make_camera_motion
@@ -75,8 +106,14 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
 
     engine = engines.load(checkpoint, prefer=None if engine_name == "auto" else [engine_name])
     _single_thread_torch(engine)
-    source = ResizedSource(OpenCVSource(source_path, realtime=False), width)
-    detector = MediaPipePoseDetector(input_width=width)
+    source = ResizedSource(OpenCVSource(source_path, realtime=realtime), width)
+    multi = max_people > 1 or pipelined
+    if multi:
+        from stream.detector.blazepose_multi import BlazePoseMultiDetector
+
+        detector: Any = BlazePoseMultiDetector(max_people, input_width=width, fps=source.fps)
+    else:
+        detector = MediaPipePoseDetector(input_width=width)
     reports: dict[int, FrameReport] = {}
     # The subscriber writes to a file, not a pipe: an undrained pipe would stall it and drop messages.
     with Publisher("tcp://127.0.0.1:*", hwm=1000) as publisher, tempfile.TemporaryFile("w+") as sub_out:
@@ -85,8 +122,17 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         try:
             if not publisher.wait_for_subscriber(20.0):
                 raise RuntimeError("the subscriber process never connected")
-            loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
-                            engine, publisher, clock="media")
+            if multi:
+                from stream.multi_tracker import MultiTracker
+                from stream.pipeline_loop import MultiPersonLoop
+
+                loop: LiveLoop = MultiPersonLoop(
+                    source, detector, MultiTracker(max_people=max_people, max_lost=14, fps=source.fps),
+                    make_camera_motion("static"), engine, publisher, clock="media", pipelined=pipelined,
+                    lossless=not realtime, skip_late=realtime and not pipelined)
+            else:
+                loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
+                                engine, publisher, clock="media", skip_late=realtime)
             loop.on_frame = lambda r: reports.__setitem__(r.seq, r)
             stats = loop.run(frames)
             time.sleep(0.5)  # let the last messages arrive
@@ -100,16 +146,24 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
             source.close()
             detector.close()
     lines = out.strip().splitlines()
-    received = {}
+    received: dict[int, float] = {}
     for line in lines[:-1]:
         msg = json.loads(line)
-        received[msg["seq"]] = msg["t_receive"]
+        if msg.get("heartbeat"):
+            continue
+        # several people share a frame's seq: the frame is received when its last message is
+        received[msg["seq"]] = max(msg["t_receive"], received.get(msg["seq"], 0.0))
     kept = sorted(seq for seq in reports if seq >= warmup)
     t_ready = [reports[s].t_keypoints for s in kept]
     fps = (len(kept) - 1) / (reports[kept[-1]].t_published - reports[kept[0]].t_published) if len(kept) > 1 else None
     kp_to_rx = [(received[s] - reports[s].t_keypoints) * 1e3 for s in kept if s in received]
     cap_to_rx = [(received[s] - reports[s].t_capture) * 1e3 for s in kept if s in received]
     trained = str(checkpoint) == "default" or Path(checkpoint).resolve() == engines.DEFAULT_CHECKPOINT.resolve()
+    span = (max(reports) - min(reports) + 1) if reports else 0
+    extra: dict[str, Any] = {}
+    if multi:
+        extra = {"people": stats.get("people"), "slot_dropped": stats.get("slot_dropped"),
+                 "batched_model_step_ms": batched_step_ms(engine)}
     return {
         "source": str(source_path),
         "frames": stats["frames"],
@@ -121,6 +175,12 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         "model": stats["model"],
         "trained_default_model": trained,
         "detector": f"{detector.name} at {width} px wide",
+        "max_people": max_people,
+        "pipelined": pipelined,
+        "realtime": realtime,
+        "dropped": stats["dropped"],
+        "dropped_pct": 100.0 * stats["dropped"] / max(stats["dropped"] + stats["frames"], 1),
+        "processed_seq_span": span,
         "published": stats["published"],
         "received": len(received),
         "lost": stats["lost"],
@@ -129,6 +189,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         "stages_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in stats["stages_ms"].items()},
         "measured_frames": len(t_ready),
         "cpu_count": os.cpu_count(),
+        **extra,
     }
 
 
@@ -140,14 +201,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     parser.add_argument("--width", type=int, default=640, help="frames are resized to this width (default 640)")
     parser.add_argument("--warmup", type=int, default=10, help="first frames left out of the figures")
+    parser.add_argument("--max-people", type=int, default=1, metavar="N",
+                        help="people to follow; > 1 runs the multi-person path (default 1: single-person MediaPipe)")
+    parser.add_argument("--pipelined", action="store_true",
+                        help="capture / keypoints / model+publish threads with latest-frame-wins hand-off")
+    parser.add_argument("--realtime", action="store_true", help="play the file at its fps, as a camera")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
     if not Path(args.source).is_file():
         parser.error(f"--source {args.source!r}: no such video file")
     if args.frames <= args.warmup + 1:
         parser.error("--frames must exceed --warmup + 1")
+    if args.max_people < 1:
+        parser.error(f"--max-people must be >= 1, got {args.max_people}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    result = run_bench(Path(args.source), args.frames, args.checkpoint, args.engine, args.width, args.warmup)
+    result = run_bench(Path(args.source), args.frames, args.checkpoint, args.engine, args.width, args.warmup,
+                       args.max_people, args.pipelined, args.realtime)
     if args.json:
         print(json.dumps(result))
     else:

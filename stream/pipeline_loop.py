@@ -12,9 +12,10 @@ track id or `lost_reset_frames` frames without the person restart that person's 
 "init"), short losses step the model on an all-masked input, and people entering or leaving never touch
 another person's state.
 
-World frame: all people share one camera and its ground plane. Each person's root trajectory is the model's
-own (integrated from their first frame); `cam_trans` (the root in the camera frame, on the wire) is what
-relates people to each other, and the refinement fits it per person against the same intrinsics K.
+World frame: all people share one camera and its ground plane; `stream.pipeline_world.SharedWorld` maps each
+person's world outputs (root_trans, joints, root rotation) into the frame of the first person followed, through
+the camera pose both see, so the published trajectories are consistent with each other (the first person's
+are unchanged). Model states stay in each person's own frame.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from stream.detector.base import Detection
 from stream.loop import FrameReport, LiveLoop, ModelStep
 from stream.pipeline import Latest, StageThread, wait_all
 from stream.pipeline_people import PeopleModel
+from stream.pipeline_world import SharedWorld
 from stream.pose_frame import model_label, pose_message, status_message
 from stream.protocol import PoseMessage
 from stream.sources.base import Frame
@@ -78,6 +80,7 @@ class MultiPersonLoop(LiveLoop):
                  *, pipelined: bool = False, lossless: bool = False, **kwargs: Any) -> None:
         super().__init__(source, detector, tracker, camera_motion, engine, publisher, **kwargs)
         self.people = PeopleModel(engine)
+        self.world = SharedWorld()
         self._persons: dict[int, _Person] = {}
         self.pipelined, self.lossless = pipelined, lossless
         self._people_per_frame: collections.Counter = collections.Counter()
@@ -136,6 +139,7 @@ class MultiPersonLoop(LiveLoop):
 
     def _start_person(self, track: int) -> _Person:
         self.people.start(track)
+        self.world.drop(track)  # a fresh state integrates in a fresh frame: align it again
         person = self._persons[track] = _Person()
         self._n.inits += 1
         self._n.tracks.add(track)
@@ -143,12 +147,14 @@ class MultiPersonLoop(LiveLoop):
 
     def _forget(self, track: int) -> None:
         self.people.drop(track)
+        self.world.drop(track)
         self._persons.pop(track, None)
 
     def _reset_state(self) -> None:
         """Drop every person's memory (an unexpected failure, or a long stall)."""
         self.people.clear()
         self._persons.clear()
+        self.world.reset()
         super()._reset_state()
 
     def _heartbeat(self, force: bool = False) -> None:
@@ -278,13 +284,15 @@ class MultiPersonLoop(LiveLoop):
                     before: dict[int, dict[str, np.ndarray]], K: np.ndarray) -> None:
         """Each seen person's step fitted to their keypoints; refined feet / root go back into their state."""
         new_states = {}
+        fps = getattr(self.source, "fps", None)  # as LiveLoop._refine_outputs: temporal terms per source frame
+        dt = 1.0 / fps if fps and fps > 0 else None
         for r in posed:
             track = int(r.track_id)
             if track not in outputs:
                 continue
             try:
                 res = refine_step(outputs[track], before[track], self.people.state_of(track), r.keypoints, K,
-                                  self._persons[track].refine, self.refine)
+                                  self._persons[track].refine, self.refine, dt=dt)
             except Exception as exc:
                 self._n.errors["refine"] += 1
                 self._log_error("refine", exc)
@@ -309,8 +317,8 @@ class MultiPersonLoop(LiveLoop):
         assert person is not None
         status = "init" if person.fresh else "tracking"
         try:
-            msg = pose_message(outputs, seq=frame.seq, track=track, t_capture=frame.t_capture, kp2d=r.keypoints,
-                               model=model, status=status)
+            msg = pose_message(self.world.to_shared(track, outputs), seq=frame.seq, track=track,
+                               t_capture=frame.t_capture, kp2d=r.keypoints, model=model, status=status)
         except ValueError as exc:  # e.g. NaN betas: never publish a wrong pose
             self._n.errors["engine"] += 1
             self._log_error("engine output", exc)

@@ -296,3 +296,44 @@ def test_pipelined_loop_processes_every_frame_lossless_and_drops_rather_than_que
     assert stats["dropped"] > 20 and stats["slot_dropped"]["keypoints"] > 20
     assert stats["frames"] + stats["dropped"] == 90
     assert stats["stages_ms"]["capture"]["p99"] < 150.0         # a frame never waits behind a queue
+
+
+def test_everyone_lands_in_one_world_frame(default_engine) -> None:
+    """The second person's published trajectory sits where the camera says it is relative to the first one:
+    their root distance equals their camera-frame distance (same camera), frame after frame."""
+    loop, _, pub = _multi_loop(default_engine, _TwoPeopleDetector(second_from=10), 60)
+    loop.run()
+    by = {(m.seq, m.track): m for m in pub.messages if m.pose_aa}
+    both = sorted(s for s, t in by if t == 1 and (s, 0) in by)
+    assert len(both) >= 40
+    world = np.array([np.subtract(by[s, 1].root_trans, by[s, 0].root_trans) for s in both])
+    cam = np.array([np.subtract(by[s, 1].cam_trans, by[s, 0].cam_trans) for s in both])
+    # without the shared frame both would start at the origin (distance ~ 0 at the newcomer's first frame)
+    assert np.linalg.norm(cam, axis=1).min() > 0.3
+    np.testing.assert_allclose(np.linalg.norm(world, axis=1), np.linalg.norm(cam, axis=1), rtol=0.1, atol=0.05)
+
+
+def test_shared_world_keeps_the_reference_and_maps_others_rigidly() -> None:
+    from mocap.rotations import axis_rotation
+    from stream.pipeline_world import SharedWorld
+
+    def outputs(r_wc: np.ndarray, t_wc: np.ndarray, cam_trans: np.ndarray) -> dict[str, np.ndarray]:
+        r_cam = np.asarray(axis_rotation(np.array(0.4), "x")).reshape(3, 3)  # any root rotation in the camera
+        pose = np.tile(np.eye(3), (1, 24, 1, 1))
+        pose[0, 0] = r_wc @ r_cam
+        root = r_wc @ cam_trans + t_wc
+        return {"pose_rotmat": pose, "cam_root_rotmat": r_cam[None], "cam_trans": cam_trans[None],
+                "root_trans": root[None], "joints": np.tile(root, (1, 24, 1))}
+
+    tilt = np.asarray(axis_rotation(np.array(0.2), "x")).reshape(3, 3)
+    world = SharedWorld(align_frames=3)
+    ref = outputs(tilt, np.array([0.0, 1.5, 0.0]), np.array([0.0, 0.2, 3.0]))
+    assert np.allclose(world.to_shared(0, ref)["root_trans"], ref["root_trans"])  # first person: unchanged
+    # person 1's frame: turned 90 degrees about Y and shifted relative to person 0's
+    turn = np.asarray(axis_rotation(np.array(np.pi / 2), "y")).reshape(3, 3)
+    r1, t1 = turn.T @ tilt, np.array([2.0, 1.5, -1.0])
+    for _ in range(4):
+        world.to_shared(0, ref)
+        out = world.to_shared(1, outputs(r1, t1, np.array([1.0, 0.2, 4.0])))
+    expected = tilt @ np.array([1.0, 0.2, 4.0]) + np.array([0.0, 1.5, 0.0])  # where person 0's frame has them
+    assert np.allclose(out["root_trans"][0], expected, atol=1e-5)

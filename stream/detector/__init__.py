@@ -11,9 +11,15 @@ __all__ = ["Detection", "Detector", "MediaPipePoseDetector", "OnnxTopDownDetecto
 
 
 def create_detector(name: str = "mediapipe", **kwargs: Any) -> Detector:
-    """"mediapipe" (default, offline BlazePose) or a path to a top-down ".onnx" pose model; kwargs go to it."""
+    """"mediapipe" (default, offline single-person BlazePose), "blazepose-multi" (the same weights for
+    `max_people` people, on LiteRT) or a path to a top-down ".onnx" pose model; kwargs go to it."""
     if name == "mediapipe":
         return MediaPipePoseDetector(**kwargs)
+    if name == "blazepose-multi":
+        from stream.detector.blazepose_multi import BlazePoseMultiDetector  # needs ai-edge-litert
+
+        return BlazePoseMultiDetector(**kwargs)
     if name.endswith(".onnx"):
         return OnnxTopDownDetector(name, **kwargs)
-    raise ValueError(f"unknown detector {name!r}: use 'mediapipe' or a path to a top-down .onnx pose model")
+    raise ValueError(f"unknown detector {name!r}: use 'mediapipe', 'blazepose-multi' or a path to a top-down "
+                     ".onnx pose model")
