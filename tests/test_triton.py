@@ -225,3 +225,14 @@ def test_export_repository_reads_in_tritonserver(tmp_path) -> None:
     assert "failed to read text proto" in log and "livemocap_typo" in log
     for name in (STATELESS_ORT, STATELESS_TRT, SEQUENCE_ORT):
         assert f"failed to read text proto from {repo / name / 'config.pbtxt'}" not in log
+
+
+def test_serve_cli_refusals(capsys) -> None:
+    from serve.__main__ import main as serve_main
+
+    assert serve_main(["--model", "/no/such.onnx"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert serve_main(["--http-port", "0"]) == 2
+    assert serve_main(["--http-port", "9000", "--grpc-port", "9000"]) == 2
+    assert serve_main(["stats"]) == 2
+    assert "--access-token" in capsys.readouterr().err
