@@ -6,6 +6,7 @@ disappearing, and a server restart mid-stream that the workers ride out with the
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -74,7 +75,7 @@ def ports() -> list[int]:
     return free_ports(3)
 
 
-def test_cameras_through_triton_with_restart(ports: list[int]) -> None:
+def test_cameras_through_triton_with_restart(ports: list[int], capsys: pytest.CaptureFixture) -> None:
     server = ServerProcess(ports, ["--max-batch", "16", "--queue-delay-us", "4000"])
     try:
         # Cameras 0-2 talk HTTP, camera 3 gRPC: both front ends of the same model.
@@ -117,7 +118,18 @@ def test_cameras_through_triton_with_restart(ports: list[int]) -> None:
         assert not errors, errors
         after = model_stats(server.url, server.token)
 
-        # Refusals, with the reason: bad input before it travels (state untouched), swaps, a model not served.
+        # The live command on this server (synthetic person: no detector), end to end.
+        from stream.__main__ import main as live_main
+
+        capsys.readouterr()
+        assert live_main(["--source", "synthetic", "--fast", "--max-frames", "6", "--no-refine", "--engine", "triton",
+                          "--triton-url", server.url, "--publish", "tcp://127.0.0.1:*", "--json-stats",
+                          "--log-level", "warning"]) == 0
+        live = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert live["engine"] == "triton" and live["frames"] == 6 and not any(live["errors"].values())
+        assert live["statuses"]["tracking"] + live["statuses"]["init"] >= 5
+
+                # Refusals, with the reason: bad input before it travels (state untouched), swaps, a model not served.
         width = local.input_shapes["x"][0]
         with pytest.raises(ValueError, match="x"):
             workers[0].step({"x": np.zeros((2, width + 5), np.float32), "omega": np.zeros((2, 6), np.float32)},
