@@ -94,6 +94,13 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                            "(default)")
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="video files, folders and synthetic: every frame, as fast as possible")
+    p.add_argument("--max-people", type=int, default=4, metavar="N",
+                   help="follow up to N people at once (the wheel's BlazePose networks on LiteRT, one batched model "
+                        "step per frame, everyone in one world frame); 1 = the single-person MediaPipe path "
+                        "(default: 4)")
+    p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=None,
+                   help="capture, detection and model+publish in their own threads, newest frame wins (default: on "
+                        "for --max-people > 1 when not --fast)")
     p.add_argument("--json-stats", action="store_true", help="print the end-of-run summary as JSON on stdout")
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="fit each step's body to the frame's 2D keypoints (a few Gauss-Newton steps, ~1-2 ms per "
@@ -322,6 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.lost_reset_frames < 1:
         raise UsageError(f"--lost-reset-frames must be >= 1, got {args.lost_reset_frames}")
+    if args.max_people < 1:
+        raise UsageError(f"--max-people must be >= 1, got {args.max_people}")
     if args.wait_subscribers < 0:
         raise UsageError(f"--wait-subscribers must be >= 0, got {args.wait_subscribers}")
     check_source_spec(args.source)
@@ -401,14 +410,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise UsageError(str(exc)) from None
             closers.append(adaptation)
         detector = None
+        multi = False
         if kind != "synthetic":
             os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ start-up chatter
             from stream.detector import MediaPipePoseDetector
 
-            try:
-                detector = MediaPipePoseDetector(input_width=640)
-            except ImportError as exc:
-                raise UsageError(str(exc)) from None
+            if args.max_people > 1:
+                try:
+                    from stream.detector.blazepose_multi import BlazePoseMultiDetector
+
+                    detector, multi = BlazePoseMultiDetector(args.max_people, input_width=640, fps=source.fps), True
+                except ImportError as exc:  # LiteRT missing: the single-person path still works
+                    log.warning("multi-person detector unavailable (%s); following one person", exc)
+            if detector is None:
+                try:
+                    detector = MediaPipePoseDetector(input_width=640)
+                except ImportError as exc:
+                    raise UsageError(str(exc)) from None
             closers.append(detector)
         try:
             camera_motion = make_camera_motion(motion_spec)
@@ -428,14 +446,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if motion_spec.startswith("gyro:csv:"):
             clock = "media"  # a recorded log is timed from the start of the video, not by this host's clock
         # The tracker gives up the id on the same frame the loop drops the model memory.
-        tracker = Tracker(max_lost=args.lost_reset_frames - 1, fps=source.fps)
         from mocap.fitting import RefineConfig
 
-        loop = LiveLoop(source, detector, tracker, camera_motion, engine, publisher,
-                        lost_reset_frames=args.lost_reset_frames, preview=preview, clock=clock,
-                        recorder=FanOut(recorder, vmc) if vmc is not None else recorder,
-                        skip_late=args.realtime and kind in ("video", "folder", "synthetic"),
-                        refine=RefineConfig() if args.refine else None)
+        pipelined = bool(multi and (args.realtime if args.pipelined is None else args.pipelined))
+        common = dict(lost_reset_frames=args.lost_reset_frames, preview=preview, clock=clock,
+                      recorder=FanOut(recorder, vmc) if vmc is not None else recorder,
+                      skip_late=args.realtime and kind in ("video", "folder", "synthetic") and not pipelined,
+                      refine=RefineConfig() if args.refine else None)
+        if multi:
+            from stream.multi_tracker import MultiTracker
+            from stream.pipeline_loop import MultiPersonLoop
+
+            tracker: Any = MultiTracker(max_people=args.max_people, max_lost=args.lost_reset_frames - 1,
+                                        fps=source.fps)
+            loop: Any = MultiPersonLoop(source, detector, tracker, camera_motion, engine, publisher,
+                                        pipelined=pipelined, lossless=not args.realtime, **common)
+        else:
+            tracker = Tracker(max_lost=args.lost_reset_frames - 1, fps=source.fps)
+            loop = LiveLoop(source, detector, tracker, camera_motion, engine, publisher, **common)
         if adaptation is not None:
             loop.on_model_step = adaptation.on_step
             adaptation.start()

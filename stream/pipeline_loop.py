@@ -86,6 +86,7 @@ class MultiPersonLoop(LiveLoop):
         self._people_per_frame: collections.Counter = collections.Counter()
         self._slots: dict[str, Latest] = {}
         self._detector_takes_t = self._takes_t(detector)
+        self._last_read: float | None = None  # monotonic time of the capture thread's last frame
 
     @staticmethod
     def _takes_t(detector: Any) -> bool:
@@ -159,7 +160,8 @@ class MultiPersonLoop(LiveLoop):
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
-        if len(self.people) and now - (self._t_last or now) > self.lost_reset_frames / max(self.source.fps, 1):
+        last = max(self._t_last or now, self._last_read or 0.0)
+        if len(self.people) and now - last > self.lost_reset_frames / max(self.source.fps, 1):
             self._reset_state()  # nobody can be followed across a long stall
         super()._heartbeat(force)
 
@@ -365,8 +367,8 @@ class MultiPersonLoop(LiveLoop):
                         self._reset_state()
                 elif packets.closed_and_empty:
                     break
-                else:
-                    self._heartbeat()
+                elif time.monotonic() - (self._last_read or 0.0) > self.heartbeat_s:
+                    self._heartbeat()  # no frame is coming (a slow detector is not a stall: frames still arrive)
         finally:
             self._stop.set()
             stuck = wait_all([capture, keypoints])
@@ -404,6 +406,7 @@ class MultiPersonLoop(LiveLoop):
                     self._note_source_status()
                     continue
                 read += 1
+                self._last_read = time.monotonic()
                 self._timings.add("read", (time.perf_counter() - t0) * 1e3)
                 self._max_seq = frame.seq if self._max_seq is None else max(self._max_seq, frame.seq)
                 if self._first_seq is None:
