@@ -120,6 +120,10 @@ class Person {
 }
 
 const people = new Map();
+// Render on demand (a frame arrived, the user moved the view, the camera is still following): an idle page
+// costs no CPU, which matters on the machine that also runs the capture.
+let needsRender = true;
+controls.addEventListener("change", () => { needsRender = true; });
 let lastStatus = "";
 let frameTimes = [];
 
@@ -134,6 +138,7 @@ function onFrame(frame) {
     people.set(frame.track, person);
   }
   person.update(frame);
+  needsRender = true;
   const now = performance.now();
   frameTimes.push(now);
   frameTimes = frameTimes.filter((t) => now - t < 2000);
@@ -162,7 +167,7 @@ function animate() {
   requestAnimationFrame(animate);
   const now = performance.now();
   for (const [track, person] of people) {
-    if (now - person.seen > FORGET_MS) { person.dispose(); people.delete(track); }
+    if (now - person.seen > FORGET_MS) { person.dispose(); people.delete(track); needsRender = true; }
   }
   stats.tracks = people.size;
   // Follow the people: move target and camera together, so the user's orbit is kept.
@@ -173,20 +178,29 @@ function animate() {
     centre.divideScalar(posed.length);
     followTarget.set(centre.x, 0.9, centre.z);
     const step = new THREE.Vector3().subVectors(followTarget, controls.target).multiplyScalar(0.1);
-    controls.target.add(step);
-    camera.position.add(step);
+    if (step.lengthSq() > 1e-8) {
+      controls.target.add(step);
+      camera.position.add(step);
+      needsRender = true;
+    }
   }
   controls.update();
-  renderer.render(scene, camera);
-  stats.rendered += 1;
+  if (needsRender) {
+    needsRender = false;
+    renderer.render(scene, camera);
+    stats.rendered += 1;
+  }
   const link = stats.connected ? "connected" : '<span class="bad">disconnected: retrying</span>';
-  hud.innerHTML = `livemocap · ${link} · ${stats.frames} frames · ${stats.fps.toFixed(1)} fps · ` +
-                  `${people.size} track(s)${lastStatus ? " · " + lastStatus : ""}`;
+  const text = `livemocap · ${link} · ${stats.frames} frames · ${stats.fps.toFixed(1)} fps · ` +
+               `${people.size} track(s)${lastStatus ? " · " + lastStatus : ""}`;
+  if (text !== hudText) { hud.innerHTML = text; hudText = text; }  // touch the DOM only on change
 }
+let hudText = "";
 animate();
 
 window.addEventListener("resize", () => {
   camera.aspect = container.clientWidth / container.clientHeight;
   camera.updateProjectionMatrix();
   renderer.setSize(container.clientWidth, container.clientHeight);
+  needsRender = true;
 });
