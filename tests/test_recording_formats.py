@@ -88,7 +88,7 @@ def live_run(tmp: Path, out_name: str, frames: int = 40) -> tuple[subprocess.Com
     try:
         proc = subprocess.run([sys.executable, "run_live.py", "--source", str(VIDEO), "--fast", "--max-frames",
                                str(frames), "--publish", addr, "--wait-subscribers", "10", "--record",
-                               str(tmp / out_name)], cwd=REPO, capture_output=True, text=True, timeout=240)
+                               str(tmp / out_name)], cwd=REPO, capture_output=True, text=True, timeout=420)
         time.sleep(0.5)
     finally:
         stop.set()
