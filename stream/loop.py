@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Per-frame stages, in pipeline order, timed in ms. "capture" is the frame's age when the loop picks it up
 #: (time spent waiting in the source's one-slot buffer); "latency" is capture -> published.
-STAGES: tuple[str, ...] = ("read", "capture", "detect", "track", "camera_motion", "model", "refine", "publish",
-                           "latency")
+STAGES: tuple[str, ...] = ("read", "capture", "detect", "track", "camera_motion", "model", "publish", "latency")
+#: Recorded only when the loop refines (``refine=...``): listed after STAGES in the summaries.
+OPTIONAL_STAGES: tuple[str, ...] = ("refine",)
 
 Clock = Literal["capture", "media"]
 
@@ -133,7 +134,9 @@ class StageStats:
                 "mean": float(arr.mean()), "max": float(arr.max())}
 
     def summary(self) -> dict[str, dict[str, float | int | None]]:
-        order = [s for s in STAGES if s in self._values] + sorted(set(self._values) - set(STAGES))
+        model = STAGES.index("model") + 1
+        known = STAGES[:model] + OPTIONAL_STAGES + STAGES[model:]   # refine right after the model step
+        order = [s for s in known if s in self._values] + sorted(set(self._values) - set(known))
         return {stage: self.summarize(self._values[stage]) for stage in order}
 
 
@@ -641,4 +644,4 @@ class LiveLoop:
         }
 
 
-__all__ = ["STAGES", "EngineLike", "FrameReport", "LiveLoop", "ModelStep", "StageStats", "reprojection_error"]
+__all__ = ["OPTIONAL_STAGES", "STAGES", "EngineLike", "FrameReport", "LiveLoop", "ModelStep", "StageStats", "reprojection_error"]
