@@ -126,9 +126,17 @@ def forward_kinematics(
 
 
 @functools.lru_cache(maxsize=8)
-def _numpy_level_plan(parents: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per non-root tree level: (its joints, their parents) as index arrays."""
-    return [(np.asarray(level), np.asarray([parents[j] for j in level])) for level in tree_levels(parents)[1:]]
+def _numpy_plan(parents: tuple[int, ...]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[int], np.ndarray,
+                                                   np.ndarray]:
+    """Per non-root level (its joints, their parents); the roots; each joint's parent (itself for a root); and
+    chain (J, J) with chain[j, i] = 1 when i is j or an ancestor of j (a joint is the sum of its chain's bones)."""
+    levels = [(np.asarray(level), np.asarray([parents[j] for j in level])) for level in tree_levels(parents)[1:]]
+    chain = np.eye(len(parents))
+    for j, p in enumerate(parents):
+        if p >= 0:
+            chain[j] += chain[p]
+    return levels, [j for j, p in enumerate(parents) if p < 0], np.asarray([p if p >= 0 else j for j, p in
+                                                                             enumerate(parents)]), chain
 
 
 def forward_kinematics_offsets_numpy(
@@ -137,10 +145,11 @@ def forward_kinematics_offsets_numpy(
     """Numpy twin of `forward_kinematics_offsets` (no root_trans), for per-frame solvers on the CPU frame path.
 
     local_rotmats (..., J, 3, 3), offsets (..., J, 3) -> joints (..., J, 3), global_rotmats (..., J, 3, 3), in the
-    inputs' float dtype. One batched matmul per tree level with the joints on the leading axis (the fast
-    indexing path; torch dispatch would cost more than the maths for one person-frame); tested equal to the
-    torch version.
+    inputs' float dtype. Rotations chain one batched matmul per tree level (joints on the leading axis, the fast
+    indexing path); positions are then one product: each joint sums its chain's bones (parent rotation @ offset).
+    Torch dispatch would cost more than these maths for one person-frame; tested equal to the torch version.
     """
+    levels, roots, parent_of, chain = _numpy_plan(tuple(parents))
     batched = local_rotmats.ndim > 3 or offsets.ndim > 2
     if batched:  # joints-first contiguous copies keep the per-level gathers cheap
         lead = np.broadcast_shapes(local_rotmats.shape[:-3], offsets.shape[:-2])
@@ -149,15 +158,13 @@ def forward_kinematics_offsets_numpy(
         off = np.ascontiguousarray(np.moveaxis(np.broadcast_to(offsets, lead + (num, 3)), -2, 0))
     else:
         rot, off = local_rotmats, offsets
-    dtype = np.result_type(rot, off)
-    glob = np.empty(rot.shape, dtype)
-    pos = np.empty(off.shape, dtype)
-    roots = [j for j, p in enumerate(parents) if p < 0]
-    glob[roots], pos[roots] = rot[roots], off[roots]
-    for level, par in _numpy_level_plan(tuple(parents)):
-        par_rot = glob[par]
-        glob[level] = par_rot @ rot[level]
-        pos[level] = pos[par] + (par_rot @ off[level][..., None])[..., 0]
+    glob = np.empty(rot.shape, np.result_type(rot, off))
+    glob[roots] = rot[roots]
+    for level, par in levels:
+        glob[level] = glob[par] @ rot[level]
+    bones = (glob[parent_of] @ off[..., None])[..., 0]
+    bones[roots] = off[roots]
+    pos = np.tensordot(chain, bones, axes=(1, 0)) if batched else chain @ bones
     if batched:
         return np.moveaxis(pos, 0, -2), np.moveaxis(glob, 0, -3)
     return pos, glob
