@@ -28,8 +28,10 @@ INPUT_NORMALIZATION = (
     "x (B, {width}): for each of the 21 keypoints ((u - cx) / (size / 2), (v - cy) / (size / 2), visible), the two "
     "coordinates zeroed where conf < {threshold}; then ((cx - px) / f, (cy - py) / f, size / f). "
     "[cx, cy, size] is the square person box (mocap.camera.bbox_from_keypoints), f/px/py the camera intrinsics "
-    "(default f = sqrt(W^2 + H^2), principal point at the image centre). omega (B, 6): camera angular velocity, "
-    "6D of R_t R_(t-1)^T minus the identity's 6D, times fps; zeros for a static camera. "
+    "(default f = sqrt(W^2 + H^2), principal point at the image centre); a 67-wide x ends with the frame interval "
+    "feature dt * 30 - 1 (dt = seconds since the previous step; mocap.model.state.frame_interval_feature). "
+    "omega (B, 6): camera angular velocity, 6D of R_t R_(t-1)^T minus the identity's 6D, divided by dt "
+    "(times fps); zeros for a static camera. "
     "See mocap.camera.normalize_keypoints."
 )
 
