@@ -58,7 +58,7 @@ def untrained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--gyro", "udp://nohost"], "udp://HOST:PORT"),
     (["--max-frames", "0"], "--max-frames must be >= 1"),
     (["--checkpoint", "/no/such/model.safetensors"], "--checkpoint"),
-    (["--source", str(REPO / "docs")], "no .png/.jpg/.jpeg images"),
+    (["--source", str(REPO / "export")], "no .png/.jpg/.jpeg images"),   # a folder of code, no images
 ])
 def test_bad_arguments_give_one_error_line_and_status_2(argv: list[str], fragment: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
