@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -27,6 +28,17 @@ log = logging.getLogger("serve")
 def _fail(message: str) -> int:
     print(f"python -m serve: error: {message}", file=sys.stderr)
     return 2
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why HOST:PORT cannot be bound (in use, bad address), or None when it can."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +94,10 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"--{flag.replace('_', '-')} must be 1..65535")
     if len({args.http_port, args.grpc_port, args.metrics_port}) != 3:
         return _fail("--http-port, --grpc-port and --metrics-port must differ")
+    for flag in ("http_port", "grpc_port", "metrics_port"):  # fail now, not after PyTriton's minute-long wait
+        busy = _port_in_use(args.host, getattr(args, flag))
+        if busy:
+            return _fail(f"--{flag.replace('_', '-')} {getattr(args, flag)} on {args.host}: {busy}")
     if not is_loopback(f"tcp://{args.host}:1"):
         log.warning("--host %s: Triton's ports are reachable from other hosts, unencrypted (the requests carry "
                     "people's keypoints); put it behind a private network or TLS", args.host)

@@ -248,3 +248,17 @@ def test_serve_cli_refusals(capsys) -> None:
     assert serve_main(["--http-port", "9000", "--grpc-port", "9000"]) == 2
     assert serve_main(["stats"]) == 2
     assert "--access-token" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_port_in_use() -> None:
+    import socket
+
+    from serve.__main__ import main as serve_main
+
+    http, grpc, metrics = free_ports(3)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", http))
+        holder.listen()
+        t0 = time.monotonic()
+        assert serve_main(["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]) == 2
+        assert time.monotonic() - t0 < 30  # before any model or server starts
