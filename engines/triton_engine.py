@@ -123,7 +123,12 @@ class TritonEngine(Engine):
         # One client per thread: the HTTP client lives on its creating thread's gevent hub.
         self._local = threading.local()
         self._wait_ready(connect_s)
-        self._describe(self._model_config())
+        try:
+            config = self._model_config()
+        except Exception as exc:  # the server went away between ready and config, or refused the request
+            raise EngineLoadError(f"Triton at {url}: cannot read the configuration of model {model!r}: "
+                                  f"{str(exc).strip()[:200] or type(exc).__name__}") from None
+        self._describe(config)
 
     # ------------------------------------------------------------------ connection
     @property
@@ -186,9 +191,10 @@ class TritonEngine(Engine):
         self.max_batch = int(config.get("max_batch_size") or 0)
         if self.max_batch < 1:
             raise EngineLoadError(f"{label}: max_batch_size is {self.max_batch}; a step model is served batch-first")
-        dims = {t["name"]: (tuple(int(d) for d in t.get("dims", ())), t.get("data_type")) for t in config["input"]}
+        dims = {t["name"]: (tuple(int(d) for d in t.get("dims", ())), t.get("data_type"))
+                for t in config.get("input", [])}
         out_dims = {t["name"]: (tuple(int(d) for d in t.get("dims", ())), t.get("data_type"))
-                    for t in config["output"]}
+                    for t in config.get("output", [])}
         if any(dtype != "TYPE_FP32" for _, dtype in list(dims.values()) + list(out_dims.values())):
             raise EngineLoadError(f"{label}: every input and output must be TYPE_FP32")
         missing = [n for n in INPUT_SHAPES if n not in dims]
@@ -282,7 +288,7 @@ class TritonEngine(Engine):
     def swap(self, weights: Any) -> None:
         """Refused: the weights live on the server (roll out a new model version there)."""
         raise ValueError("a Triton engine runs the server's weights: load the new model on the server (a new "
-                         "version in its model repository, or restart `python -m serve --onnx NEW.onnx`)")
+                         "version in its model repository, or restart `python -m serve --model NEW.onnx`)")
 
     def close(self) -> None:
         """Close this thread's connection (other threads' clients close when they are collected)."""
