@@ -72,28 +72,6 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": s["p50"], "p99": s["p99"], "max": s["max"], "n": s["n"]}
 
 
-def batched_step_ms(engine: Any, batches: tuple[int, ...] = (1, 2, 4), steps: int = 300) -> dict[str, float]:
-    """p50 ms of one `PeopleModel.step` (stacking + engine + splitting) for each number of people."""
-    import numpy as np
-
-    from stream.pipeline_people import PeopleModel
-
-    rng = np.random.default_rng(0)
-    out = {}
-    for b in batches:
-        people = PeopleModel(engine)
-        for t in range(b):
-            people.start(t)
-        xs = {t: (0.1 * rng.standard_normal(engine.input_shapes["x"][0])).astype(np.float32) for t in range(b)}
-        times = []
-        for _ in range(steps):
-            tic = time.perf_counter()
-            people.step(xs, np.zeros(6, np.float32))
-            times.append((time.perf_counter() - tic) * 1e3)
-        out[str(b)] = float(np.median(times[steps // 5:]))
-    return out
-
-
 def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int,
               max_people: int = 1, pipelined: bool = False, realtime: bool = False) -> dict[str, Any]:
     import engines
@@ -110,6 +88,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
     multi = max_people > 1 or pipelined
     if multi:
         from stream.detector.blazepose_multi import BlazePoseMultiDetector
+        from stream.pipeline_people import bench_batched_step
 
         detector: Any = BlazePoseMultiDetector(max_people, input_width=width, fps=source.fps)
     else:
@@ -163,7 +142,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
     extra: dict[str, Any] = {}
     if multi:
         extra = {"people": stats.get("people"), "slot_dropped": stats.get("slot_dropped"),
-                 "batched_model_step_ms": batched_step_ms(engine)}
+                 "batched_model_step_ms": bench_batched_step(engine)}
     return {
         "source": str(source_path),
         "frames": stats["frames"],

@@ -127,7 +127,8 @@ class MultiTracker:
         self.max_center_dist, self.gate_growth, self.max_size_ratio = max_center_dist, gate_growth, max_size_ratio
         self.w_size, self.w_shape, self.slot_bonus = w_size, w_shape, slot_bonus
         self.swap, self.swap_margin, self.swap_min_px, self.swap_window = swap, swap_margin, swap_min_px, swap_window
-        self.conf_threshold, self.min_keypoints, self.bbox_scale, self.fps = conf_threshold, min_keypoints, bbox_scale, fps
+        self.conf_threshold, self.min_keypoints = conf_threshold, min_keypoints
+        self.bbox_scale, self.fps = bbox_scale, fps
         self._filter_args = (min_cutoff, beta, d_cutoff)
         self._next_id = 0
         self._frame = 0

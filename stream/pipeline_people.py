@@ -11,6 +11,10 @@ was when handed out, even after later frames.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -106,4 +110,49 @@ class PeopleModel:
         return per_out, before, failed
 
 
-__all__ = ["CHECKED_OUTPUTS", "PeopleModel"]
+def bench_batched_step(engine: Any, batches: tuple[int, ...] = (1, 2, 4), steps: int = 300) -> dict[str, float]:
+    """p50 ms of one `PeopleModel.step` (stacking + engine + splitting) for each number of people."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for b in batches:
+        people = PeopleModel(engine)
+        for t in range(b):
+            people.start(t)
+        xs = {t: (0.1 * rng.standard_normal(engine.input_shapes["x"][0])).astype(np.float32) for t in range(b)}
+        times = []
+        for _ in range(steps):
+            tic = time.perf_counter()
+            people.step(xs, np.zeros(6, np.float32))
+            times.append((time.perf_counter() - tic) * 1e3)
+        out[str(b)] = float(np.median(times[steps // 5:]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m stream.pipeline_people [--engine auto] [--steps 2000]: the batched step's cost, JSON."""
+    parser = argparse.ArgumentParser(prog="python -m stream.pipeline_people", description=main.__doc__)
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--engine", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
+    parser.add_argument("--people", default="1,2,4,8", help="comma-separated numbers of people (default 1,2,4,8)")
+    parser.add_argument("--steps", type=int, default=2000)
+    args = parser.parse_args(argv)
+    try:
+        batches = tuple(int(v) for v in args.people.split(","))
+    except ValueError:
+        parser.error(f"--people must be comma-separated integers, got {args.people!r}")
+    if args.steps < 10 or min(batches) < 1:
+        parser.error("need --steps >= 10 and people >= 1")
+    import engines
+
+    engine = engines.load(args.checkpoint, prefer=None if args.engine == "auto" else [args.engine])
+    ms = bench_batched_step(engine, batches, args.steps)
+    base = ms[str(batches[0])]
+    print(json.dumps({"engine": engine.name, "steps": args.steps, "step_ms_p50": ms,
+                      "relative_to_first": {k: v / base for k, v in ms.items()}}))
+    return 0
+
+
+__all__ = ["CHECKED_OUTPUTS", "PeopleModel", "bench_batched_step"]
+
+if __name__ == "__main__":
+    sys.exit(main())

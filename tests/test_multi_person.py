@@ -20,7 +20,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEO = DATA / "video" / "sports2d_demo.mp4"
 FRAME = DATA / "images" / "sports2d_demo_middle_f0115.png"
 HAS_RUNTIME = all(importlib.util.find_spec(m) is not None for m in ("mediapipe", "ai_edge_litert"))
-needs_runtime = pytest.mark.skipif(not HAS_RUNTIME, reason='needs mediapipe + ai-edge-litert (pip install "livemocap[live]")')
+needs_runtime = pytest.mark.skipif(not HAS_RUNTIME,
+                                   reason='needs mediapipe + ai-edge-litert (pip install "livemocap[live]")')
 
 
 # ------------------------------------------------------------------------------------------- numeric steps
@@ -28,7 +29,8 @@ def test_anchors_match_the_detector_output_layout() -> None:
     a = ssd_anchor_centres()
     assert a.shape == (NUM_ANCHORS, 2)
     # stride 8: 28 x 28 cells x 2 anchors first, row-major; the 7 x 7 map (3 layers of stride 32) carries 6 each
-    assert np.allclose(a[0], [0.5 / 28, 0.5 / 28]) and np.allclose(a[1], a[0]) and np.allclose(a[2], [1.5 / 28, 0.5 / 28])
+    assert np.allclose(a[0], [0.5 / 28, 0.5 / 28]) and np.allclose(a[1], a[0])
+    assert np.allclose(a[2], [1.5 / 28, 0.5 / 28])
     assert np.allclose(a[-6:], [6.5 / 7, 6.5 / 7])
     assert np.allclose(a[28 * 28 * 2], [0.5 / 14, 0.5 / 14])
 

@@ -37,7 +37,8 @@ from stream.tracker import OneEuroFilter
 
 DETECTOR_MODEL = "modules/pose_detection/pose_detection.tflite"
 LANDMARK_MODEL = "modules/pose_landmark/pose_landmark_full.tflite"
-_INSTALL_HINT = 'BlazePoseMultiDetector needs mediapipe (for its weights) and ai-edge-litert: pip install "livemocap[live]"'
+_INSTALL_HINT = ('BlazePoseMultiDetector needs mediapipe (for its weights) and ai-edge-litert: '
+                 'pip install "livemocap[live]"')
 
 
 def mediapipe_model(relative: str) -> Path:
@@ -125,8 +126,8 @@ class BlazePoseMultiDetector(Detector):
         self.min_tracking_confidence = float(min_tracking_confidence)
         self.redetect_every, self.same_person, self.smooth = int(redetect_every), float(same_person), smooth
         self.heatmap_refine, self.fps = heatmap_refine, float(fps)
-        self._det = TfliteModel(Path(detector_model) if detector_model else mediapipe_model(DETECTOR_MODEL), num_threads)
-        self._lm = TfliteModel(Path(landmark_model) if landmark_model else mediapipe_model(LANDMARK_MODEL), num_threads)
+        self._det = TfliteModel(Path(detector_model or mediapipe_model(DETECTOR_MODEL)), num_threads)
+        self._lm = TfliteModel(Path(landmark_model or mediapipe_model(LANDMARK_MODEL)), num_threads)
         if self._det.input_shape != (1, DETECTOR_INPUT, DETECTOR_INPUT, 3):
             raise ValueError(f"person detector input {self._det.input_shape}, expected (1, 224, 224, 3)")
         if self._lm.input_shape != (1, LANDMARK_INPUT, LANDMARK_INPUT, 3):

@@ -247,6 +247,6 @@ def decode_landmarks(raw: np.ndarray, presence_score: float, heatmap_logits: np.
     return Landmarks(crop_to_image(xy, roi), sigmoid(values[:, 3]), sigmoid(values[:, 4]), float(presence_score))
 
 
-__all__ = ["DETECTOR_INPUT", "LANDMARK_INPUT", "Landmarks", "Letterbox", "PersonBox", "Roi", "crop_affine", "crop_to_image",
-           "decode_detections", "decode_landmarks", "letterbox", "refine_from_heatmap", "roi_from_points",
-           "ssd_anchor_centres", "weighted_nms"]
+__all__ = ["DETECTOR_INPUT", "LANDMARK_INPUT", "Landmarks", "Letterbox", "PersonBox", "Roi", "crop_affine",
+           "crop_to_image", "decode_detections", "decode_landmarks", "letterbox", "refine_from_heatmap",
+           "roi_from_points", "sigmoid", "ssd_anchor_centres", "weighted_nms"]
