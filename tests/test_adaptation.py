@@ -285,5 +285,7 @@ def test_adapt_in_the_live_loop_runs_and_never_blocks_the_frame_path(tiny: Causa
         worker.close()
     assert stats["errors"] == {} and stats["frames"] >= 120
     assert len(worker.ring) > 0 and worker.counts["cycles"] >= 1 and worker.counts["errors"] == 0
-    assert len(hook_s) >= 100 and max(hook_s) < 0.05      # the hook only appends: it never waits for a cycle
+    # The hook only appends: microseconds typically, and never as long as a cycle (what waiting for one would cost;
+    # a single slow call is the scheduler on a loaded machine).
+    assert len(hook_s) >= 100 and float(np.median(hook_s)) < 1e-3 and max(hook_s) < min(worker.cycle_s) / 2
     assert all(label.startswith(f"{engine.model_id}@g") for label in labels)

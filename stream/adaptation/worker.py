@@ -97,7 +97,8 @@ class AdaptationWorker:
 
     @property
     def generation(self) -> int:
-        return self._history.current.number
+        """The generation the engine runs (and every message's `model` label carries)."""
+        return int(getattr(self.engine, "generation", self._history.current.number))
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "AdaptationWorker":
@@ -184,8 +185,7 @@ class AdaptationWorker:
             self.counts["rejected"] += 1
             self._event("rejected", current.number, outcome.decision["reason"])
             return
-        gen = self._history.accept(weights_from_bytes(outcome.weights))
-        self._swap_to(gen.number, gen.weights, outcome.onnx)
+        gen = self._go_live(weights_from_bytes(outcome.weights), outcome.onnx)
         self.counts["accepted"] += 1
         self._event("accepted", gen.number, outcome.decision["reason"])
         self._save_profile()
@@ -202,6 +202,16 @@ class AdaptationWorker:
         self.counts["rollbacks"] += 1
         self._event("rollback", good.number, f"g{bad} regressed: {why}")
         self._save_profile()
+
+    def _go_live(self, weights: dict[str, torch.Tensor], onnx: bytes | None, number: int | None = None) -> Any:
+        """Make WEIGHTS the next generation and swap the engine onto it; a failed swap leaves both as they were."""
+        gen = self._history.accept(weights, number=number)
+        try:
+            self._swap_to(gen.number, gen.weights, onnx)
+        except BaseException:
+            self._history.roll_back()
+            raise
+        return gen
 
     def _swap_to(self, number: int, weights: dict[str, torch.Tensor], onnx: bytes | None, watch: bool = True) -> None:
         """Swap the engine onto these weights; the published label follows (`engine.generation`)."""
@@ -256,8 +266,7 @@ class AdaptationWorker:
         if loaded is None:
             log.info("adaptation: profile %r is new (%s)", self.profile.name, self.profile.root)
             return
-        gen = self._history.accept(loaded.weights, number=loaded.generation)
-        self._swap_to(gen.number, gen.weights, None)
+        gen = self._go_live(loaded.weights, None, number=loaded.generation)
         self._event("profile_loaded", gen.number, str(self.profile.weights_path))
         log.info("adaptation: profile %r loaded at generation %d", self.profile.name, gen.number)
 
