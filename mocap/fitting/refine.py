@@ -82,7 +82,8 @@ class TrackState:
 
     correction: (85,) refined minus network parameters of the previous refined frame (None before the first).
     uv_net: the network's projected keypoints of that frame, to measure how fast the network says the person moves.
-    betas: (10,) running shape estimate; frames: frames folded into it.
+    betas: (10,) the track's running shape (mean of the network's betas; of the fitted ones with fit_betas);
+    frames: frames folded into it.
     """
 
     correction: np.ndarray | None = None
