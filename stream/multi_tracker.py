@@ -41,6 +41,10 @@ SWAP_PARTS: dict[str, tuple[tuple[int, int], ...]] = {
     "legs": ((13, 14), (15, 16), (17, 19), (18, 20)),
 }
 _FLIP = np.asarray(KEYPOINT_FLIP)
+_PART_NAMES = tuple(SWAP_PARTS)
+_POINTS = np.array([i for pairs in SWAP_PARTS.values() for pair in pairs for i in pair])           # (16,)
+_MIRROR = np.array([i for pairs in SWAP_PARTS.values() for a, b in pairs for i in (b, a)])        # (16,)
+_PART_OF = np.array([k for k, pairs in enumerate(SWAP_PARTS.values()) for _ in range(2 * len(pairs))])
 _BIG = 1e6
 
 
@@ -77,14 +81,6 @@ class _Track:
         kp = self.keypoints.copy()
         kp[:, :2] += self.kp_velocity * dt
         return box, kp
-
-
-def _part_distance(a: np.ndarray, b: np.ndarray, index: np.ndarray, conf: float) -> tuple[float, int]:
-    """Mean distance (pixels) between keypoints a[index] and b[index] confident in both, and their count."""
-    ok = (a[index, 2] >= conf) & (b[index, 2] >= conf)
-    if not ok.any():
-        return 0.0, 0
-    return float(np.linalg.norm(a[index][ok, :2] - b[index][ok, :2], axis=1).mean()), int(ok.sum())
 
 
 def shape_distance(kp: np.ndarray, ref: np.ndarray, size: float, conf: float = CONF_THRESHOLD) -> float:
@@ -265,14 +261,19 @@ class MultiTracker:
             return tuple(p for p, f in track.flipped.items() if f)
         _, ref = track.predict(t, damp_after=2)
         size = max(float(track.box[2]), 1.0)
-        for part, pairs in SWAP_PARTS.items():
-            index = np.asarray([i for pair in pairs for i in pair])
-            mirrored = np.asarray([i for a, b in pairs for i in (b, a)])
-            current = kp[mirrored] if track.flipped[part] else kp[index]
-            other = kp[index] if track.flipped[part] else kp[mirrored]
-            d_cur, n_cur = _part_distance(current, ref[index], np.arange(len(index)), self.conf_threshold)
-            d_oth, n_oth = _part_distance(other, ref[index], np.arange(len(index)), self.conf_threshold)
-            if min(n_cur, n_oth) >= 2 and d_oth < (1.0 - self.swap_margin) * d_cur \
+        flipped = np.array([track.flipped[p] for p in _PART_NAMES])[_PART_OF]   # per point of every part
+        r = ref[_POINTS]
+        means, counts = [], []
+        for idx in (np.where(flipped, _MIRROR, _POINTS), np.where(flipped, _POINTS, _MIRROR)):  # current, other
+            cand = kp[idx]
+            ok = (cand[:, 2] >= self.conf_threshold) & (r[:, 2] >= self.conf_threshold)
+            dist = np.linalg.norm(cand[:, :2] - r[:, :2], axis=1) * ok
+            n = np.bincount(_PART_OF, weights=ok, minlength=len(_PART_NAMES))
+            means.append(np.bincount(_PART_OF, weights=dist, minlength=len(_PART_NAMES)) / np.maximum(n, 1))
+            counts.append(n)
+        for k, part in enumerate(_PART_NAMES):
+            d_cur, d_oth = means[0][k], means[1][k]
+            if min(counts[0][k], counts[1][k]) >= 2 and d_oth < (1.0 - self.swap_margin) * d_cur \
                     and d_cur - d_oth > self.swap_min_px * size:
                 track.flipped[part] = not track.flipped[part]
             if self.swap_window > 0:

@@ -339,3 +339,11 @@ def test_shared_world_keeps_the_reference_and_maps_others_rigidly() -> None:
         out = world.to_shared(1, outputs(r1, t1, np.array([1.0, 0.2, 4.0])))
     expected = tilt @ np.array([1.0, 0.2, 4.0]) + np.array([0.0, 1.5, 0.0])  # where person 0's frame has them
     assert np.allclose(out["root_trans"][0], expected, atol=1e-5)
+
+
+def test_max_people_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.__main__ import main
+
+    assert main(["--max-people", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-people must be >= 1" in err[0]
