@@ -82,7 +82,7 @@ def run_model_causally(model: CausalMocap, sample: dict[str, torch.Tensor],
     followed by the live loop's test-time refinement (mocap/fitting) on numpy copies, its state fed back."""
     state = model.initial_state(1)
     outs: list[dict[str, torch.Tensor]] = []
-    x = sample["x"]
+    x = sample["x"][:, : model.config.input_dim]  # a model without the frame-interval column reads the first 66
     track, K = TrackState(), sample_intrinsics(sample)
     for t in range(x.shape[0]):
         out, new_state = model.step(x[t : t + 1], sample["omega"][t : t + 1], state)
