@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .adapt.simulate import EvalAdaptation
 from .baselines.optimization import OptimizationBaseline
 from .body import BuiltinBody
 from .data.motion_bank import MotionWindows
@@ -105,7 +106,7 @@ def sample_intrinsics(sample: dict[str, torch.Tensor]) -> np.ndarray:
 
 
 def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, torch.Tensor], body: BuiltinBody,
-                  refine: RefineConfig | None = None) -> dict[str, float]:
+                  adaptation: "EvalAdaptation | None" = None, refine: RefineConfig | None = None) -> dict[str, float]:
     gt_cam = sample["gt_joints_cam_rel"].numpy()
     if model_kind == "optimization":
         K = np.array([[float(sample["focal"]), 0, float(sample["principal"][0])],
@@ -118,7 +119,7 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
         pred_cam = rel[np.clip(np.cumsum(usable) - 1, 0, None)]
         return sequence_metrics(pred_cam, gt_cam)
     assert model is not None
-    out = run_model_causally(model, sample, refine)
+    out = run_model_causally(model, sample, refine) if adaptation is None else adaptation.run(model, sample, refine)
     pose_cam = np.concatenate((out["cam_root_rotmat"][:, None], out["pose_rotmat"][:, 1:]), axis=1)
     with torch.no_grad():
         pred_cam = body(torch.from_numpy(pose_cam), torch.from_numpy(out["betas"])).joints.numpy()
@@ -131,7 +132,7 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
 
 
 def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, seed: int, split: str,
-             limit: int | None = None, progress: bool = True, refine: bool = False) -> dict:
+             limit: int | None = None, progress: bool = True, adapt: bool = False, refine: bool = False) -> dict:
     files, seen = bvh_files(paths, split)
     files = files[:limit]
     corrections = calibrate_groups(seen, "auto", None) if len(seen) > 1 else {}
@@ -145,6 +146,9 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
             raise ValueError(f"checkpoint {ckpt} holds a {model.config.kind!r} model, not {model_kind!r}")
     body = BuiltinBody()
     torch.set_num_threads(1)
+    if adapt and model is None:
+        raise ValueError("--adapt adapts a network; the optimization baseline has none")
+    adaptation = EvalAdaptation() if adapt else None  # issue 11: causal replay of the background adaptation
     if refine and model is None:
         raise ValueError("--refine refines a network's steps; it is not wired into the optimization baseline")
     refine_cfg = RefineConfig() if refine else None  # issue 11: the live loop's per-frame test-time refinement
@@ -152,7 +156,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
     for i, path in enumerate(tqdm(files, desc=f"eval {model_kind}", disable=not progress, file=sys.stderr)):
         sample = synthesize_clip(path, camera, seed, i, corrections.get(str(path)))
         t0 = time.perf_counter()
-        results.append(evaluate_clip(model_kind, model, sample, body, refine_cfg))
+        results.append(evaluate_clip(model_kind, model, sample, body, adaptation, refine_cfg))
         t_model += time.perf_counter() - t0
         frames += sample["x"].shape[0]
     summary = summarize(results)
@@ -162,7 +166,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
         report.setdefault(key, None)  # world metrics do not exist for the per-frame optimization baseline
     report.update({"model": model_kind, "checkpoint": None if model is None else getattr(model, "model_id", checkpoint),
                    "camera": camera, "seed": seed, "split": split, "ms_per_frame": round(1000 * t_model / max(frames, 1), 3),
-                   "refine": refine})
+                   "adapt": None if adaptation is None else adaptation.summary(), "refine": refine})
     return report
 
 
@@ -177,11 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
     p.add_argument("--refine", action="store_true",
                    help="after each step, the live loop's test-time refinement to the 2D keypoints (mocap/fitting)")
+    p.add_argument("--adapt", action="store_true",
+                   help="replay the live background adaptation causally on each clip (mocap/adapt/simulate.py)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     args = p.parse_args(argv)
     try:
         report = evaluate(args.bvh, args.checkpoint, args.model, args.camera, args.seed, args.split, args.limit,
-                          progress=not args.json, refine=args.refine)
+                          progress=not args.json, adapt=args.adapt, refine=args.refine)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

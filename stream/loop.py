@@ -229,6 +229,7 @@ class LiveLoop:
         self._fresh = False  # the next pose comes from a fresh state: publish it as "init"
         self._lost_run = 0
         self._last_x: np.ndarray | None = None
+        self._fed_x: np.ndarray | None = None       # the last x handed to the engine
         self._last_track = 0
         # bookkeeping
         self._first_seq: int | None = None
@@ -416,7 +417,8 @@ class LiveLoop:
                          state_before: Any, msg: PoseMessage, reproj: float | None) -> None:
         try:
             self.on_model_step(ModelStep(  # type: ignore[misc]
-                seq=frame.seq, track=msg.track, t_capture=frame.t_capture, x=x, omega=omega, kp2d=result.keypoints,
+                seq=frame.seq, track=msg.track, t_capture=frame.t_capture, x=self._fed_x if self._fed_x is not None
+                else x, omega=omega, kp2d=result.keypoints,
                 bbox=np.asarray(result.bbox), K=K, state_before=state_before, state_after=self._state,
                 reproj=reproj, generation=int(getattr(self.engine, "generation", 0))))
         except Exception as exc:
@@ -489,6 +491,7 @@ class LiveLoop:
 
     def _step_engine(self, x: np.ndarray, omega: np.ndarray) -> dict[str, np.ndarray] | None:
         assert self._state is not None
+        self._fed_x = x  # what the engine really saw (the adaptation trains on it)
         try:
             outputs, state = self.engine.step({"x": x[None], "omega": omega[None]}, self._state)
             bad = [k for k in ("pose_rotmat", "cam_trans", "root_trans") if not np.all(np.isfinite(outputs[k]))]
