@@ -25,7 +25,7 @@ from stream.adaptation.worker import AdaptationWorker  # noqa: E402
 from stream.loop import ModelStep  # noqa: E402
 from stream.pose_frame import model_label  # noqa: E402
 
-TINY = dict(encoder_hidden=32, decoder_hidden=32, traj_hidden=16)
+TINY = dict(input_dim=66, encoder_hidden=32, decoder_hidden=32, traj_hidden=16)  # the loop's x without a frame interval
 FAST = AdaptConfig(steps=2, window=8, batch=2, holdout=10, min_train_frames=10)
 
 
