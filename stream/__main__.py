@@ -98,9 +98,10 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                    help="follow up to N people at once (the wheel's BlazePose networks on LiteRT, one batched model "
                         "step per frame, everyone in one world frame); 1 = the single-person MediaPipe path "
                         "(default: 4)")
-    p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=None,
-                   help="capture, detection and model+publish in their own threads, newest frame wins (default: on "
-                        "for --max-people > 1 when not --fast)")
+    p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=False,
+                   help="multi-person path: capture, detection and model+publish in their own threads, newest frame "
+                        "wins (default: off; on a busy 2-core machine the stages compete for the same cores and it "
+                        "measured slower, see BENCHMARKS.md)")
     p.add_argument("--json-stats", action="store_true", help="print the end-of-run summary as JSON on stdout")
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=False,
                    help="fit each step's body to the frame's 2D keypoints (3 Gauss-Newton steps, ~1-2 ms per "
@@ -449,7 +450,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The tracker gives up the id on the same frame the loop drops the model memory.
         from mocap.fitting import RefineConfig
 
-        pipelined = bool(multi and (args.realtime if args.pipelined is None else args.pipelined))
+        pipelined = bool(multi and args.pipelined)
         common = dict(lost_reset_frames=args.lost_reset_frames, preview=preview, clock=clock,
                       recorder=FanOut(recorder, vmc) if vmc is not None else recorder,
                       skip_late=args.realtime and kind in ("video", "folder", "synthetic") and not pipelined,

@@ -4,7 +4,8 @@
 
 Runs `BlazePoseMultiDetector` + `MultiTracker` frame by frame (every frame, no pacing) and prints one JSON
 object: each track id's first / last frame and frame count, frames with >= 2 people, the detector's ms per
-frame and how often the person detector ran, the mean / p99 2-D acceleration of the limb keypoints
+frame (wall and CPU: the CPU figure is what a busy machine cannot inflate much) and how often the person
+detector ran, the mean / p99 2-D acceleration of the limb keypoints
 (px per frame², consecutive confident frames of a track) with the swap correction on and off (the same
 detections re-tracked), and with --compare-mediapipe the median pixel distance of the best-matching person to
 MediaPipe's own single-person graph on the same frames (both unsmoothed).
@@ -65,16 +66,17 @@ def run(video: Path, frames: int | None, max_people: int, compare: bool) -> dict
 
         ref, ref_raw = MediaPipePoseDetector(smooth_landmarks=False), BlazePoseMultiDetector(max_people, smooth=False)
     detections: list[list[Detection]] = []
-    ms, runs, crops, agree = [], 0, 0, []
+    ms, cpu, runs, crops, agree = [], [], 0, 0, []
     size = (0, 0)
     while frames is None or len(detections) < frames:
         ok, image = cap.read()
         if not ok:
             break
         size = (image.shape[1], image.shape[0])
-        tic = time.perf_counter()
+        tic, cpu0 = time.perf_counter(), time.process_time()
         dets = detector.detect(image, t=len(detections) / fps)
         ms.append((time.perf_counter() - tic) * 1e3)
+        cpu.append((time.process_time() - cpu0) * 1e3)
         runs += detector.last_info["detector_runs"]
         crops += detector.last_info["crops"]
         detections.append(dets)
@@ -95,6 +97,7 @@ def run(video: Path, frames: int | None, max_people: int, compare: bool) -> dict
         "tracks": {str(k): {"first": min(f), "last": max(f), "frames": len(f)} for k, f in sorted(tracks.items())},
         "frames_with_2_or_more": int((per_frame >= 2).sum()),
         "detect_ms": {"p50": float(np.median(ms)), "p99": float(np.percentile(ms, 99))},
+        "detect_cpu_ms": {"p50": float(np.median(cpu)), "p99": float(np.percentile(cpu, 99))},
         "person_detector_runs": runs, "crops_per_frame": crops / len(detections),
         "limb_accel_px_per_frame2": {"swap_correction": limb_acceleration(tracks),
                                      "no_swap_correction": limb_acceleration(track(detections, size, fps, swap=False))},
