@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -143,6 +143,8 @@ class Adapter:
         self._work = copy.deepcopy(self.pretrained)     # scratch model the steps train
         self._eval = copy.deepcopy(self.pretrained)     # scratch model for scoring current / candidate
         self._rng = np.random.default_rng(seed)
+        #: Polled between optimizer steps; True ends the cycle early (a closing worker must not wait for it).
+        self.stop_requested: Callable[[], bool] = lambda: False
 
     # ------------------------------------------------------------------ weights
     def initial_weights(self) -> Weights:
@@ -209,6 +211,8 @@ class Adapter:
         opt = torch.optim.Adam(list(trained.values()), lr=cfg.lr)
         losses: list[float] = []
         for _ in range(cfg.steps):
+            if self.stop_requested():
+                break
             x, omega, conf, state = self._batch(self.sample_windows(segments))
             with torch.no_grad():
                 ref, _ = self.pretrained.forward_sequence(x, omega, state)
@@ -231,6 +235,8 @@ class Adapter:
         """Train a candidate from CURRENT on SEGMENTS and gate it against CURRENT on HOLDOUT."""
         t0 = time.perf_counter()
         candidate, losses = self.train(current, segments)
+        if self.stop_requested():
+            return CycleResult(GateDecision(False, "cancelled", {}, {}), None, time.perf_counter() - t0, losses)
         return CycleResult(*self.judge(current, candidate, holdout), time.perf_counter() - t0, losses)
 
     def judge(self, current: Mapping[str, torch.Tensor], candidate: Mapping[str, torch.Tensor], holdout: Window

@@ -70,6 +70,8 @@ class CycleRunner:
         self.spec = spec
         base = model if model is not None else load_model(spec.checkpoint)
         self.adapter = Adapter(base, spec.config, seed=spec.seed)
+        self.cancel = threading.Event()  # set by a closing worker (thread mode): the cycle ends after its step
+        self.adapter.stop_requested = self.cancel.is_set
 
     def cycle(self, current: bytes, segments: Sequence[Window], holdout: Window) -> CycleOutcome:
         result = self.adapter.cycle(weights_from_bytes(current), segments, holdout)

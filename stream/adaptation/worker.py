@@ -134,6 +134,13 @@ class AdaptationWorker:
         every accepted generation and rollback, so nothing is pending here)."""
         self._stop.set()
         self._wake.set()
+        if self._runner is not None:
+            self._runner.cancel.set()        # thread mode: the cycle stops after its current optimizer step
+        elif self._executor is not None:     # process mode: the child is ended, not waited for
+            children = list(getattr(self._executor, "_processes", {}).values())
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            for child in children:
+                child.terminate()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._executor is not None:
@@ -160,10 +167,12 @@ class AdaptationWorker:
             try:
                 self.run_once()
             except BrokenProcessPool as exc:
-                self._error("worker process died; adaptation stops", exc)
+                if not self._stop.is_set():  # (a closing worker ends its child on purpose)
+                    self._error("worker process died; adaptation stops", exc)
                 return
             except Exception as exc:  # never let a cycle kill adaptation (or the loop)
-                self._error("cycle", exc)
+                if not self._stop.is_set():
+                    self._error("cycle", exc)
 
     def _one_cycle(self) -> None:
         split = split_for_cycle(windows(self.ring.snapshot()), self.config)
