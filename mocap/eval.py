@@ -1,9 +1,16 @@
 """Evaluate a model on BVH motion seen through synthetic cameras with detector-like noise.
 
     python -m mocap.eval --checkpoint default --bvh ../shared/data/mocap/bandai --camera moving --json
+    python -m mocap.eval --checkpoint default --bvh ../shared/data/mocap/bandai --protocol shifted --json
 
 A directory is filtered to its validation split (mocap/data/splits.py) unless `--split all`. The model runs
 causally, one `step` per frame, exactly as in the live loop. Prints ONE JSON object.
+
+Protocols: `standard` = the first model's training distribution (level-ish cameras 0.3-2.5 m high, 2-12 m away,
+a ~47-degree lens, white detector noise, 30 fps); `shifted` = what real users film and the prior was not built
+on: cameras 30-50 degrees from above, portrait, 60 fps with 10 % dropped frames, BlazePose-like noise with
+left/right swaps and drift, unseen styles (the validation split). `--fps` / `--drop` override either's timing.
+Figures are per 30-fps frame at any frame rate (accel, foot slide; world chunks of 100 30-fps frames).
 """
 from __future__ import annotations
 
@@ -24,8 +31,12 @@ from .data.motion_bank import MotionWindows
 from .bvh import bvh_files as dataset_bvh_files
 from .data.build import CACHE_FPS, calibrate_groups
 from .data.splits import split_of
+from .data.detector_noise import LEGACY_NOISE, SHIFTED_NOISE
+from .data.motion_bank import Timing, play_clip
 from .data.synth import SynthConfig, SyntheticGenerator
+from .data.virtual_camera import LEGACY_CAMERAS, SHIFTED_CAMERAS
 from .fitting import RefineConfig, TrackState, refine_step
+from .model.state import REFERENCE_FPS
 from .metrics import sequence_metrics, summarize
 from .model import CausalMocap, load_model
 from .model.checkpoint import DEFAULT_CHECKPOINT
@@ -62,17 +73,41 @@ def bvh_files(paths: list[Path], split: str) -> tuple[list[Path], list[Path]]:
     return files, sorted(set(seen))
 
 
-def synthesize_clip(path: Path, camera: str, seed: int, index: int, corrections: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+#: Evaluation protocols: how the synthetic views are made (cameras, detector) and played back (fps, drops).
+PROTOCOLS: dict[str, tuple[SynthConfig, Timing]] = {
+    "standard": (SynthConfig(random_betas=0.0, cameras=LEGACY_CAMERAS, detector=LEGACY_NOISE, view_margin=0.1),
+                 Timing((REFERENCE_FPS,))),
+    "shifted": (SynthConfig(random_betas=0.0, cameras=SHIFTED_CAMERAS, detector=SHIFTED_NOISE),
+                Timing((60.0,), (0.1, 0.1))),
+}
+
+
+def protocol(name: str, fps: float | None = None, drop: float | None = None) -> tuple[SynthConfig, Timing]:
+    """A named protocol, with its frame rate and drop rate optionally overridden."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})")
+    synth, timing = PROTOCOLS[name]
+    rate = timing.fps_choices if fps is None else (float(fps),)
+    drops = timing.drop_prob if drop is None else (float(drop), float(drop))
+    return synth, Timing(rate, drops)
+
+
+def synthesize_clip(path: Path, camera: str, seed: int, index: int, corrections: np.ndarray | None = None,
+                    setup: tuple[SynthConfig, Timing] | None = None) -> dict[str, torch.Tensor]:
     """Retarget one clip (with the skeleton's pooled rest corrections, as in training data) and view it through a
-    seeded camera (body proportions as retargeted)."""
+    seeded camera (body proportions as retargeted), played back with the protocol's timing."""
+    synth, timing = setup or protocol("standard")
     res = resample(retarget_bvh(path, corrections=corrections), CACHE_FPS)
-    motion = MotionWindows(
-        pose_rotmat=axis_angle_to_matrix(torch.from_numpy(res.pose_aa).float())[None],
-        trans=torch.from_numpy(res.trans).float()[None],
-        betas=torch.from_numpy(res.betas).float()[None],
-    )
-    gen = SyntheticGenerator(SynthConfig(random_betas=0.0))
-    batch = gen(motion, np.random.default_rng([seed, index]), camera=camera)
+    rng = np.random.default_rng([seed, index])
+    if timing.fps_choices == (CACHE_FPS,) and timing.drop_prob == (0.0, 0.0):
+        motion = MotionWindows(
+            pose_rotmat=axis_angle_to_matrix(torch.from_numpy(res.pose_aa).float())[None],
+            trans=torch.from_numpy(res.trans).float()[None],
+            betas=torch.from_numpy(res.betas).float()[None],
+        )
+    else:
+        motion = play_clip(res.pose_aa, res.trans, res.betas, rng, timing, CACHE_FPS)
+    batch = SyntheticGenerator(synth)(motion, rng, camera=camera)
     return {k: v[0] for k, v in batch.items()}
 
 
@@ -127,12 +162,14 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
         pred_cam, gt_cam,
         pred_world=out["joints"], gt_world=sample["gt_joints_world"].numpy(),
         pred_feet_world=out["joints"][:, FOOT_JOINTS], contact_gt=sample["gt_contact"].numpy() > 0.5,
-        contact_prob=out["contact"],
+        contact_prob=out["contact"], interval=sample["dt"].numpy() * REFERENCE_FPS,
     )
 
 
 def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, seed: int, split: str,
-             limit: int | None = None, progress: bool = True, adapt: bool = False, refine: bool = False) -> dict:
+             limit: int | None = None, progress: bool = True, protocol_name: str = "standard",
+             fps: float | None = None, drop: float | None = None, adapt: bool = False,
+             refine: bool = False) -> dict:
     files, seen = bvh_files(paths, split)
     files = files[:limit]
     corrections = calibrate_groups(seen, "auto", None) if len(seen) > 1 else {}
@@ -146,6 +183,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
             raise ValueError(f"checkpoint {ckpt} holds a {model.config.kind!r} model, not {model_kind!r}")
     body = BuiltinBody()
     torch.set_num_threads(1)
+    setup = protocol(protocol_name, fps, drop)
     if adapt and model is None:
         raise ValueError("--adapt adapts a network; the optimization baseline has none")
     adaptation = EvalAdaptation() if adapt else None  # issue 11: causal replay of the background adaptation
@@ -154,7 +192,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
     refine_cfg = RefineConfig() if refine else None  # issue 11: the live loop's per-frame test-time refinement
     results, t_model, frames = [], 0.0, 0
     for i, path in enumerate(tqdm(files, desc=f"eval {model_kind}", disable=not progress, file=sys.stderr)):
-        sample = synthesize_clip(path, camera, seed, i, corrections.get(str(path)))
+        sample = synthesize_clip(path, camera, seed, i, corrections.get(str(path)), setup)
         t0 = time.perf_counter()
         results.append(evaluate_clip(model_kind, model, sample, body, adaptation, refine_cfg))
         t_model += time.perf_counter() - t0
@@ -166,7 +204,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
         report.setdefault(key, None)  # world metrics do not exist for the per-frame optimization baseline
     report.update({"model": model_kind, "checkpoint": None if model is None else getattr(model, "model_id", checkpoint),
                    "camera": camera, "seed": seed, "split": split, "ms_per_frame": round(1000 * t_model / max(frames, 1), 3),
-                   "adapt": None if adaptation is None else adaptation.summary(), "refine": refine})
+                   "adapt": None if adaptation is None else adaptation.summary(), "refine": refine, "protocol": protocol_name, "fps": setup[1].fps_choices[0], "drop": setup[1].drop_prob[0]})
     return report
 
 
@@ -179,15 +217,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", choices=["causal", "single-frame", "optimization"], default="causal")
     p.add_argument("--split", choices=["val", "train", "all"], default="val", help="clips taken from directories")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N clips")
-    p.add_argument("--refine", action="store_true",
-                   help="after each step, the live loop's test-time refinement to the 2D keypoints (mocap/fitting)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="standard",
+                   help="standard: the first model's distribution; shifted: from above, portrait, 60 fps, drops, swaps")
+    p.add_argument("--fps", type=float, default=None, help="override the protocol's frame rate")
+    p.add_argument("--drop", type=float, default=None, help="override the protocol's dropped-frame probability")
     p.add_argument("--adapt", action="store_true",
                    help="replay the live background adaptation causally on each clip (mocap/adapt/simulate.py)")
+    p.add_argument("--refine", action="store_true",
+                   help="after each step, the live loop's test-time refinement to the 2D keypoints (mocap/fitting)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     args = p.parse_args(argv)
     try:
         report = evaluate(args.bvh, args.checkpoint, args.model, args.camera, args.seed, args.split, args.limit,
-                          progress=not args.json, adapt=args.adapt, refine=args.refine)
+                          progress=not args.json, protocol_name=args.protocol, fps=args.fps, drop=args.drop,
+                          adapt=args.adapt, refine=args.refine)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

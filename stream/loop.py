@@ -25,6 +25,7 @@ import numpy as np
 from mocap.camera import CONF_THRESHOLD, default_intrinsics, normalize_keypoints, project
 from mocap.fitting import RefineConfig, TrackState, refine_step
 from mocap.fitting.reprojection import reprojection_error  # the loop's reported figure, one definition
+from mocap.model.state import X_KEYPOINTS, frame_interval_feature
 from stream.camera_motion import CameraMotion
 from stream.detector.base import Detection, Detector, bbox_of_visible
 from stream.pose_frame import model_label, pose_message, status_message
@@ -50,6 +51,9 @@ class EngineLike(Protocol):
 
     @property
     def model_id(self) -> str: ...
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]: ...   # x's width says whether it takes a frame interval
 
     def initial_state(self, batch: int) -> dict[str, np.ndarray]: ...
 
@@ -229,7 +233,9 @@ class LiveLoop:
         self._fresh = False  # the next pose comes from a fresh state: publish it as "init"
         self._lost_run = 0
         self._last_x: np.ndarray | None = None
-        self._fed_x: np.ndarray | None = None       # the last x handed to the engine
+        self._fed_x: np.ndarray | None = None       # the last x handed to the engine (with its frame interval)
+        self._step_clock: float | None = None       # this frame's time on the loop's clock (s)
+        self._last_step_time: float | None = None   # the previous model step's, for the frame-interval input
         self._last_track = 0
         # bookkeeping
         self._first_seq: int | None = None
@@ -356,6 +362,7 @@ class LiveLoop:
         stages["track"] = (time.perf_counter() - tic) * 1e3
 
         tic = time.perf_counter()
+        self._step_clock = frame.t_capture if self.clock == "capture" else self._media_time(frame)
         omega = self._omega(frame, result.bbox if x is not None else None)
         stages["camera_motion"] = (time.perf_counter() - tic) * 1e3
 
@@ -372,7 +379,7 @@ class LiveLoop:
                 # A short loss is a dropped detection, as in training: step on an all-masked frame (last box)
                 # so the model's clock and trajectory keep running; nothing is published as a pose.
                 masked = self._last_x.copy()
-                masked[:63] = 0.0
+                masked[X_KEYPOINTS] = 0.0
                 self._step_engine(masked, omega)
         else:
             self._lost_run = 0
@@ -475,6 +482,7 @@ class LiveLoop:
         return omega
 
     def _new_state(self, track: int) -> None:
+        self._last_step_time = None
         self._refine_track.reset()
         self._state = self.engine.initial_state(1)
         self._state_track = track
@@ -489,8 +497,22 @@ class LiveLoop:
         self._state_track = None
         self._last_x = None
 
+    def _with_frame_interval(self, x: np.ndarray) -> np.ndarray:
+        """x (66,) -> (67,) with the frame-interval feature when the model takes one (mocap/model/state.py):
+        seconds since the previous model step on this clock (capture time live, media time for files), clamped
+        to [1/120, 0.2] s so a stall or a long loss does not read as a huge jump."""
+        width = int(getattr(self.engine, "input_shapes", {}).get("x", (x.shape[0],))[0])
+        now = self._step_clock
+        dt = 1.0 / max(self.source.fps or 30.0, 1.0) if self._last_step_time is None or now is None else now - self._last_step_time
+        self._last_step_time = now
+        if width <= x.shape[0]:
+            return x
+        feature = np.float32(frame_interval_feature(min(max(dt, 1.0 / 120.0), 0.2)))
+        return np.concatenate((x, np.full(width - x.shape[0], feature, np.float32)))
+
     def _step_engine(self, x: np.ndarray, omega: np.ndarray) -> dict[str, np.ndarray] | None:
         assert self._state is not None
+        x = self._with_frame_interval(x)
         self._fed_x = x  # what the engine really saw (the adaptation trains on it)
         try:
             outputs, state = self.engine.step({"x": x[None], "omega": omega[None]}, self._state)

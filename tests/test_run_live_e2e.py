@@ -133,48 +133,21 @@ def test_sigint_stops_a_live_run_with_a_summary(untrained_checkpoint: Path) -> N
 
 # ------------------------------------------------------------------------------------------------ acceptance
 def camera_keypoints_from_messages(messages: list[PoseMessage], K: np.ndarray) -> np.ndarray:
-    """(F, 21, 3) camera-frame keypoints rebuilt from the wire fields alone.
-
-    The body comes from pose_aa + betas through BuiltinBody (pelvis at the origin, world-oriented), and is placed
-    at cam_trans. The v1 message does not carry the camera's orientation w.r.t. the world, so one rotation per
-    track (a static camera: 3 numbers for the whole clip) is fitted to the detected keypoints by robust least
-    squares; it cannot absorb per-frame pose errors.
-    """
+    """(F, 21, 3) camera-frame keypoints rebuilt from the wire fields alone: the body from pose_aa (root replaced
+    by the camera-frame root orientation the message carries, cam_root_aa) + betas through BuiltinBody, placed at
+    cam_trans. Exactly what a subscriber that wants to overlay the pose on the video does."""
     import torch
-    from scipy.optimize import least_squares
 
     from mocap.body import BuiltinBody
-    from mocap.camera import project
-    from mocap.rotations import axis_angle_to_matrix
 
     arrays = [m.arrays() for m in messages]
+    assert all("cam_root_aa" in a for a in arrays), "every posed message carries cam_root_aa"
+    pose = np.stack([a["pose_aa"] for a in arrays]).astype(np.float32)           # (F, 24, 3)
+    pose[:, 0] = np.stack([a["cam_root_aa"] for a in arrays])
     with torch.no_grad():
-        body = BuiltinBody()(torch.from_numpy(np.stack([a["pose_aa"] for a in arrays])),
-                             torch.from_numpy(np.stack([a["betas"] for a in arrays])))
-    rel = body.keypoints.double().numpy()                                    # (F, 21, 3) world axes
-    cam_trans = np.stack([a["cam_trans"] for a in arrays]).astype(np.float64)  # (F, 3)
-    kp2d = np.stack([a["kp2d"] for a in arrays]).astype(np.float64)           # (F, 21, 3)
-    tracks = np.array([m.track for m in messages])
-    out = np.empty_like(rel)
-    for track in np.unique(tracks):
-        sel = tracks == track
-        ok = kp2d[sel][:, BODY_KEYPOINTS, 2] >= 0.5
-        height = np.ptp(kp2d[sel][:, BODY_KEYPOINTS, 1], axis=1)[:, None]
-
-        def place(rotvec: np.ndarray, sel: np.ndarray = sel) -> np.ndarray:
-            R = axis_angle_to_matrix(rotvec)
-            return rel[sel] @ R.T + cam_trans[sel][:, None, :]
-
-        def residual(rotvec: np.ndarray, sel: np.ndarray = sel, ok: np.ndarray = ok,
-                     height: np.ndarray = height) -> np.ndarray:
-            uv = np.asarray(project(place(rotvec)[:, BODY_KEYPOINTS], K))
-            err = (uv - kp2d[sel][:, BODY_KEYPOINTS, :2]) / height[..., None]
-            return np.where(ok[..., None] & np.isfinite(err), err, 0.0).ravel()
-
-        # Start from the level camera (world Y up = camera -Y, world Z toward the camera).
-        fit = least_squares(residual, np.array([np.pi, 0.0, 0.0]), loss="soft_l1", f_scale=0.05)
-        out[sel] = place(fit.x)
-    return out
+        body = BuiltinBody()(torch.from_numpy(pose), torch.from_numpy(np.stack([a["betas"] for a in arrays])))
+    cam_trans = np.stack([a["cam_trans"] for a in arrays]).astype(np.float64)    # (F, 3)
+    return body.keypoints.double().numpy() + cam_trans[:, None]
 
 
 def per_frame_error(cam_kp: np.ndarray, messages: list[PoseMessage], K: np.ndarray) -> np.ndarray:
