@@ -145,6 +145,8 @@ class Adapter:
         self._rng = np.random.default_rng(seed)
         #: Polled between optimizer steps; True ends the cycle early (a closing worker must not wait for it).
         self.stop_requested: Callable[[], bool] = lambda: False
+        #: Called after each optimizer step with its duration (s); a live worker sleeps here to leave the CPU.
+        self.after_step: Callable[[float], None] = lambda seconds: None
 
     # ------------------------------------------------------------------ weights
     def initial_weights(self) -> Weights:
@@ -213,6 +215,7 @@ class Adapter:
         for _ in range(cfg.steps):
             if self.stop_requested():
                 break
+            t_step = time.perf_counter()
             x, omega, conf, state = self._batch(self.sample_windows(segments))
             with torch.no_grad():
                 ref, _ = self.pretrained.forward_sequence(x, omega, state)
@@ -227,6 +230,7 @@ class Adapter:
             torch.nn.utils.clip_grad_norm_(list(trained.values()), cfg.grad_clip)
             opt.step()
             losses.append(loss.item())
+            self.after_step(time.perf_counter() - t_step)
         for p in params.values():
             p.requires_grad_(False)
         return {n: p.detach().clone() for n, p in trained.items()}, losses

@@ -137,7 +137,8 @@ def plot(results: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -> None
     fig.savefig(out, dpi=110)
 
 
-def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int = 300) -> dict[str, Any]:
+def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int = 300, rest: float = 0.0
+                  ) -> dict[str, Any]:
     """Model-stage latency of the live engine stepping at FPS for SECONDS, with the adaptation worker cycling
     back to back (mode "thread" / "process") or absent ("off"). The worker is first fed `warm_frames` real model
     steps (the synthetic walker through the loop), so it has something to adapt on from the first second."""
@@ -160,7 +161,8 @@ def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int
     worker = None
     with tempfile.TemporaryDirectory() as tmp:
         if mode != "off":
-            worker = build_worker(engine, "default", profile="latency", profile_dir=tmp, mode=mode, interval_s=0.05)
+            worker = build_worker(engine, "default", profile="latency", profile_dir=tmp, mode=mode, interval_s=0.05,
+                                  rest=rest)
             for st in steps:
                 worker.on_step(st)
             worker.start()
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(each --reps times, interleaved, --seconds each)")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--rest", type=float, default=0.0, help="worker sleep per second of optimizer step (duty cycle)")
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--every", type=int, default=60, help="frames between adaptation cycles")
     p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "torch"))
@@ -208,11 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         if any(m not in ("off", "thread", "process") for m in modes):
             print("error: --latency takes off, thread and/or process", file=sys.stderr)
             return 2
-        runs = [paced_latency(m, args.seconds) for _ in range(args.reps) for m in modes]
+        runs = [paced_latency(m, args.seconds, rest=args.rest) for _ in range(args.reps) for m in modes]
         summary = {m: {"p99_ms_median": round(float(np.median([r["p99_ms"] for r in runs if r["mode"] == m])), 3),
                        "p50_ms_median": round(float(np.median([r["p50_ms"] for r in runs if r["mode"] == m])), 3)}
                    for m in modes}
-        out = {"seconds": args.seconds, "reps": args.reps, "summary": summary, "runs": runs}
+        out = {"seconds": args.seconds, "reps": args.reps, "rest": args.rest, "summary": summary, "runs": runs}
         print(json.dumps(out) if args.json else json.dumps(out, indent=2))
         return 0
     if not args.source:

@@ -31,6 +31,7 @@ class RunnerSpec:
     export_onnx: bool = False          # also return the candidate as ONNX bytes (onnxruntime / TensorRT engines)
     model_id: str = "adapted"          # written into exported ONNX metadata (the published label keeps it)
     nice: int = 10                     # added niceness of the worker (thread or process)
+    rest: float = 0.0                  # seconds of sleep per second of optimizer step (2 = a 1/3 duty cycle)
     seed: int = 0
 
 
@@ -72,6 +73,8 @@ class CycleRunner:
         self.adapter = Adapter(base, spec.config, seed=spec.seed)
         self.cancel = threading.Event()  # set by a closing worker (thread mode): the cycle ends after its step
         self.adapter.stop_requested = self.cancel.is_set
+        if spec.rest > 0:
+            self.adapter.after_step = lambda seconds: self.cancel.wait(spec.rest * seconds)
 
     def cycle(self, current: bytes, segments: Sequence[Window], holdout: Window) -> CycleOutcome:
         result = self.adapter.cycle(weights_from_bytes(current), segments, holdout)

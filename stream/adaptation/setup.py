@@ -13,7 +13,7 @@ class AdaptSetupError(ValueError):
 
 
 def build_worker(engine: Any, checkpoint: str, *, profile: str = "default", profile_dir: str | Path | None = None,
-                 mode: str = "thread", interval_s: float = 3.0) -> Any:
+                 mode: str = "thread", interval_s: float = 3.0, rest: float = 0.0) -> Any:
     """An (unstarted) AdaptationWorker for ENGINE, adapting the torch checkpoint it was loaded from."""
     if importlib.util.find_spec("torch") is None:
         raise AdaptSetupError("--adapt needs torch (pip install torch==2.13.0); run without --adapt otherwise")
@@ -39,7 +39,8 @@ def build_worker(engine: Any, checkpoint: str, *, profile: str = "default", prof
     except ProfileError as exc:
         raise AdaptSetupError(f"--adapt-profile: {exc}") from None
     try:
-        return AdaptationWorker(engine, base, RunnerSpec(str(weights)), mode=mode, interval_s=interval_s,  # type: ignore[arg-type]
+        return AdaptationWorker(engine, base, RunnerSpec(str(weights), rest=rest), mode=mode,  # type: ignore[arg-type]
+                                interval_s=interval_s,
                                 profile=store, base_sha256=file_sha256(weights))
     except ValueError as exc:
         raise AdaptSetupError(f"--adapt: {exc}") from None

@@ -8,6 +8,7 @@ except for what the CPU itself shares (measured in BENCHMARKS.md, "Background ad
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 from concurrent.futures.process import BrokenProcessPool
 import logging
 import multiprocessing
@@ -59,8 +60,7 @@ class AdaptationWorker:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.engine, self.mode, self.interval_s = engine, mode, float(interval_s)
-        self.spec = RunnerSpec(spec.checkpoint, spec.config, engine.name != "torch", engine.model_id, spec.nice,
-                               spec.seed)
+        self.spec = dataclasses.replace(spec, export_onnx=engine.name != "torch", model_id=engine.model_id)
         self.config = spec.config
         self.ring = ring or StepRing()
         self.profile, self.base_sha256 = profile, base_sha256
