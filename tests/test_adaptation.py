@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mocap.adapt.cycle import AdaptConfig, Adapter, Window, gate  # noqa: E402
-from mocap.adapt.losses import AdaptWeights, reprojection_residual  # noqa: E402
+from mocap.adapt.losses import AdaptWeights  # noqa: E402
 from mocap.adapt.rollback import RegressionMonitor, WeightHistory  # noqa: E402
 from mocap.losses import _project_bbox_units  # noqa: E402
 from mocap.model import CausalMocap, ModelConfig  # noqa: E402

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import msgspec
 import numpy as np
 import onnx
 import pytest

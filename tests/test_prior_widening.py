@@ -10,7 +10,7 @@ from mocap.data.augment import (Augment, JOINT_LIMITS, augment_motion, clamp_to_
 from mocap.data.detector_noise import DetectorNoise, corrupt_keypoints
 from mocap.data.motion_bank import MotionBank, MotionWindows, Timing, play_clip
 from mocap.data.synth import SynthConfig, SyntheticGenerator
-from mocap.data.virtual_camera import CameraRanges, SHIFTED_CAMERAS, angular_velocity_6d, sample_camera_track
+from mocap.data.virtual_camera import SHIFTED_CAMERAS, angular_velocity_6d, sample_camera_track
 from mocap.metrics import accel_error
 from mocap.model import CausalMocap, ModelConfig
 from mocap.model.state import INPUT_DIM, X_FRAME_INTERVAL, frame_interval_feature

@@ -41,7 +41,7 @@ def _publish_until_seen(pubs: list[Publisher], subs: list[Subscriber], timeout: 
         for pub in pubs:
             pub.publish(PoseMessage(seq=0, track=0, t_capture=time.monotonic(), status="lost"))
         for i, sub in enumerate(subs):
-            while (r := sub.recv(timeout=0.02)) is not None:
+            while sub.recv(timeout=0.02) is not None:
                 seen[i] = True
     assert all(seen), "subscriptions never reached the cameras through the proxy"
 

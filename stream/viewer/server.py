@@ -13,7 +13,6 @@ import logging
 import mimetypes
 import threading
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import numpy as np
