@@ -338,7 +338,8 @@ class LiveLoop:
             self._K, self._K_size = default_intrinsics(*size), size
         return self._K
 
-    def _process(self, frame: Frame) -> None:
+    def _begin_frame(self, frame: Frame) -> tuple[dict[str, float], tuple[int, int], np.ndarray]:
+        """Count the frame and time its wait -> (stages so far, image size (W, H), intrinsics K (3, 3))."""
         t_start = time.monotonic()
         stages: dict[str, float] = {"capture": (t_start - frame.t_capture) * 1e3}
         self._n.frames += 1
@@ -347,7 +348,10 @@ class LiveLoop:
         size = self._frame_size(frame)
         if size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"frame {frame.seq} has no size (image {getattr(frame.image, 'shape', None)})")
-        K = self._intrinsics(size)
+        return stages, size, self._intrinsics(size)
+
+    def _process(self, frame: Frame) -> None:
+        stages, size, K = self._begin_frame(frame)
 
         tic = time.perf_counter()
         detections = self._detect(frame)

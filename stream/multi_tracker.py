@@ -27,10 +27,10 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mocap.camera import CONF_THRESHOLD, bbox_from_keypoints
+from mocap.camera import CONF_THRESHOLD
 from mocap.skeleton import KEYPOINT_FLIP
 from stream.detector.base import Detection
-from stream.tracker import OneEuroFilter, TrackResult, mask_keypoints
+from stream.tracker import OneEuroFilter, TrackResult, person_candidates
 
 #: Left/right keypoint pairs per body part whose labelling is checked on its own.
 SWAP_PARTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -194,15 +194,8 @@ class MultiTracker:
 
     def _candidates(self, detections: Sequence[Detection], image_size: tuple[int, int]
                     ) -> list[tuple[Detection, np.ndarray, np.ndarray]]:
-        out = []
-        for det in detections:
-            kp = mask_keypoints(det.keypoints, image_size)
-            if int((kp[:, 2] >= self.conf_threshold).sum()) < self.min_keypoints:
-                continue
-            box = np.asarray(bbox_from_keypoints(kp, self.conf_threshold, self.bbox_scale), dtype=np.float64)
-            if np.isfinite(box).all() and box[2] > 1.0:
-                out.append((det, kp, box))
-        return out
+        return person_candidates(detections, image_size, self.conf_threshold, self.min_keypoints, self.bbox_scale,
+                                 min_size=1.0)
 
     def _associate(self, cands: list[tuple[Detection, np.ndarray, np.ndarray]], t: float
                    ) -> tuple[list[tuple[int, int]], list[int]]:

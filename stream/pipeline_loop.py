@@ -114,15 +114,7 @@ class MultiPersonLoop(LiveLoop):
             return []
 
     def _keypoint_stage(self, frame: Frame) -> KeypointPacket:
-        t_start = time.monotonic()
-        stages: dict[str, float] = {"capture": (t_start - frame.t_capture) * 1e3}
-        self._n.frames += 1
-        self._t_first = t_start if self._t_first is None else self._t_first
-        self._last_seq = frame.seq
-        size = self._frame_size(frame)
-        if size[0] <= 0 or size[1] <= 0:
-            raise ValueError(f"frame {frame.seq} has no size (image {getattr(frame.image, 'shape', None)})")
-        K = self._intrinsics(size)
+        stages, size, K = self._begin_frame(frame)
         tic = time.perf_counter()
         detections = self._detect(frame)
         stages["detect"] = (time.perf_counter() - tic) * 1e3

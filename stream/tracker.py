@@ -91,6 +91,22 @@ def mask_keypoints(keypoints: np.ndarray, image_size: tuple[int, int]) -> np.nda
     return kp
 
 
+def person_candidates(detections: Sequence[Detection], image_size: tuple[int, int], conf_threshold: float,
+                      min_keypoints: int, bbox_scale: float, min_size: float = 0.0
+                      ) -> list[tuple[Detection, np.ndarray, np.ndarray]]:
+    """Detections that are a person: (detection, masked keypoints (21, 3), box (3,)) for each with at least
+    `min_keypoints` confident points and a finite box larger than `min_size` pixels."""
+    out = []
+    for det in detections:
+        kp = mask_keypoints(det.keypoints, image_size)
+        if int((kp[:, 2] >= conf_threshold).sum()) < min_keypoints:
+            continue
+        box = np.asarray(bbox_from_keypoints(kp, conf_threshold, bbox_scale), dtype=np.float64)
+        if np.isfinite(box).all() and box[2] > min_size:
+            out.append((det, kp, box))
+    return out
+
+
 def square_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two square boxes [cx, cy, size]."""
     ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[2] / 2, a[0] + a[2] / 2, a[1] + a[2] / 2
@@ -134,16 +150,7 @@ class Tracker:
 
     def _candidates(self, detections: Sequence[Detection], image_size: tuple[int, int]
                     ) -> list[tuple[Detection, np.ndarray, np.ndarray]]:
-        """Detections that are a person: (detection, masked keypoints (21, 3), box (3,))."""
-        out = []
-        for det in detections:
-            kp = mask_keypoints(det.keypoints, image_size)
-            if int((kp[:, 2] >= self.conf_threshold).sum()) < self.min_keypoints:
-                continue
-            box = np.asarray(bbox_from_keypoints(kp, self.conf_threshold, self.bbox_scale), dtype=np.float64)
-            if np.isfinite(box).all():
-                out.append((det, kp, box))
-        return out
+        return person_candidates(detections, image_size, self.conf_threshold, self.min_keypoints, self.bbox_scale)
 
     def _match(self, cands: list[tuple[Detection, np.ndarray, np.ndarray]]) -> int | None:
         """Index of the candidate continuing the current track, or None."""
