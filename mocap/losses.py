@@ -4,7 +4,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .model.state import X_BBOX_CENTRE, X_BBOX_SIZE
+from .model.state import REFERENCE_FPS, X_BBOX_CENTRE, X_BBOX_SIZE
+
+
+def second_difference(x: torch.Tensor, interval: torch.Tensor | None) -> torch.Tensor:
+    """x: (B, T, ...) -> (B, T-2, ...) acceleration per reference frame^2; interval (B, T): each frame's distance
+    from the previous one in reference frames (any fps, drops). The same definition as metrics.accel_error."""
+    if interval is None:
+        return x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
+    r = interval.reshape(interval.shape + (1,) * (x.dim() - 2)).clamp_min(1e-3)
+    v_next = (x[:, 2:] - x[:, 1:-1]) / r[:, 2:]
+    v_prev = (x[:, 1:-1] - x[:, :-2]) / r[:, 1:-1]
+    return (v_next - v_prev) * 2 / (r[:, 1:-1] + r[:, 2:])
 
 LOSS_WEIGHTS: dict[str, float] = {
     "joints3d": 5.0,      # camera-frame, pelvis-relative joints + keypoints (m)
@@ -16,7 +27,7 @@ LOSS_WEIGHTS: dict[str, float] = {
     "root_world": 1.0,    # world root orientation
     "vel": 10.0,          # network root velocity (m/frame)
     "traj": 0.5,          # integrated world trajectory (m)
-    "smooth": 5.0,        # joint acceleration error (m/frame^2)
+    "smooth": 5.0,        # joint acceleration error (m per 30-fps frame^2: jitter at 60 fps costs what it shows)
 }
 
 
@@ -54,8 +65,9 @@ def compute_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor])
     losses["traj"] = (pred_traj - gt_traj).norm(dim=-1).mean() + (
         out["root_trans"][:, 0, 1] - batch["gt_trans_world"][:, 0, 1]
     ).abs().mean()
-    acc = lambda j: j[:, 2:] - 2 * j[:, 1:-1] + j[:, :-2]  # noqa: E731
-    losses["smooth"] = (acc(out["joints_cam_rel"]) - acc(batch["gt_joints_cam_rel"])).norm(dim=-1).mean()
+    interval = batch["dt"] * REFERENCE_FPS if "dt" in batch else None
+    losses["smooth"] = (second_difference(out["joints_cam_rel"], interval)
+                        - second_difference(batch["gt_joints_cam_rel"], interval)).norm(dim=-1).mean()
     return losses
 
 

@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from mocap.body import BuiltinBody
-from mocap.data.augment import (Augment, JOINT_LIMITS, augment_motion, clamp_to_limits, limit_violation_deg, mirror)
+from mocap.data.augment import (Augment, JOINT_LIMITS, augment_motion, clamp_to_limits, keep_feet_grounded,
+                                limit_violation_deg, mirror)
 from mocap.data.detector_noise import DetectorNoise, corrupt_keypoints
 from mocap.data.motion_bank import MotionBank, MotionWindows, Timing, play_clip
 from mocap.data.synth import SynthConfig, SyntheticGenerator
 from mocap.data.virtual_camera import SHIFTED_CAMERAS, angular_velocity_6d, sample_camera_track
+from mocap.losses import second_difference
 from mocap.metrics import accel_error
 from mocap.model import CausalMocap, ModelConfig
 from mocap.model.state import INPUT_DIM, X_FRAME_INTERVAL, frame_interval_feature
@@ -181,3 +183,47 @@ def test_accel_with_intervals_matches_plain_accel_at_30fps_and_is_rate_independe
 def test_swap_flip_table_is_an_involution() -> None:
     flip = np.asarray(KEYPOINT_FLIP)
     assert (flip[flip] == np.arange(21)).all()
+
+
+def _standing_on_left_leg(frames: int = 30) -> MotionWindows:
+    """(1, frames) windows of a body standing still on its left leg, the right knee raised high."""
+    aa = torch.zeros(1, frames, 24, 3)
+    aa[..., 2, 0] = -1.2                                        # right hip flexed ...
+    aa[..., 5, 0] = 1.5                                         # ... and its knee bent: the right foot is off the floor
+    return MotionWindows(axis_angle_to_matrix(aa), torch.tensor([0.0, 0.95, 0.0]).expand(1, frames, 3).clone(),
+                         torch.zeros(1, 10), torch.full((1, frames), 1 / 30))
+
+
+def test_keep_feet_grounded_leaves_the_planted_foot_where_it_stood() -> None:
+    body = BuiltinBody()
+    before = _standing_on_left_leg()
+    aa = matrix_to_axis_angle(before.pose_rotmat)
+    aa[..., 1, 2] = 0.25                                        # the stance (left) hip abducted by 14 degrees
+    after = MotionWindows(axis_angle_to_matrix(aa), before.trans, before.betas, before.dt)
+    feet = lambda m: body(m.pose_rotmat[0], torch.zeros(30, 10), m.trans[0]).keypoints[:, [17, 18]]  # noqa: E731
+    with torch.no_grad():
+        dragged = (feet(after) - feet(before))[..., [0, 2]].mean(1).norm(dim=-1)
+        fixed = (feet(keep_feet_grounded(before, after, body)) - feet(before))[..., [0, 2]].mean(1).norm(dim=-1)
+    assert float(dragged.min()) > 0.05                          # without the shift the foot moves > 5 cm
+    assert float(fixed.max()) < 1e-3                            # with it the left foot stays planted
+
+
+def test_perturbation_spares_stance_legs_but_moves_swing_legs() -> None:
+    body = BuiltinBody()
+    motion = _standing_on_left_leg()
+    cfg = Augment(mirror_prob=0.0, recombine_prob=0.0, perturb_prob=1.0, pose_prob=0.0, perturb_deg=20.0)
+    aug = augment_motion(motion, np.random.default_rng(3), cfg, body)
+    change = (aug.pose_rotmat - motion.pose_rotmat).abs().amax(dim=(0, 1, 3, 4))      # (24,) per joint
+    assert float(change[[1, 4, 7, 10]].max()) < 1e-6           # left leg planted all the time: untouched
+    assert float(change[[2, 5]].max()) > 1e-2                  # right leg in the air: perturbed
+    assert float(change[[16, 17]].max()) > 1e-2                # arms always perturbed
+
+
+def test_loss_acceleration_matches_the_metric_at_any_interval() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1, 12, 24, 3))
+    interval = np.concatenate(([1.0], rng.choice([0.5, 1.0, 2.0], size=11)))
+    from mocap.metrics import _second_difference
+    torch_acc = second_difference(torch.as_tensor(x), torch.as_tensor(interval)[None])[0].numpy()
+    assert np.allclose(torch_acc, _second_difference(x[0], interval))
+    assert np.allclose(second_difference(torch.as_tensor(x), None)[0].numpy(), _second_difference(x[0], None))

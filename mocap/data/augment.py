@@ -2,8 +2,8 @@
 and procedural everyday poses (balance, kick, reach, crouch, lean, sit) blended into real clips.
 
 Everything acts on `MotionWindows` (local joint rotations + pelvis path) before the synthetic camera sees them.
-Joint limits (`JOINT_LIMITS`) bound every change; `floor_adjust` keeps the lowest foot where the original clip
-had it, so a crouch lowers the pelvis instead of pushing the feet through the floor. `python -m
+Joint limits (`JOINT_LIMITS`) bound every change; `keep_feet_grounded` keeps the lowest foot at the original clip's
+height (a crouch lowers the pelvis instead of pushing the feet through the floor) and planted feet planted. `python -m
 mocap.data.plausibility` measures how human the result stays (docs/data_card.md has the figures).
 
 SMPL local axes at rest (T-pose, Y up, +Z forward, +X the person's left): knee flexion is +X, hip flexion -X,
@@ -19,6 +19,7 @@ import torch
 
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_matrix
 from ..skeleton import FOOT_KEYPOINT_IDS, SMPL_JOINT_FLIP, SMPL_JOINT_NAMES
+from .contacts import foot_contacts
 from .motion_bank import MotionWindows
 
 _J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
@@ -108,6 +109,26 @@ def mirror(motion: MotionWindows, which: torch.Tensor) -> MotionWindows:
     return MotionWindows(rot, trans, motion.betas, motion.dt)
 
 
+#: Joints whose rotation moves the left / right foot point.
+LEFT_LEG = tuple(_J[n] for n in ("l_hip", "l_knee", "l_ankle", "l_foot"))
+RIGHT_LEG = tuple(_J[n] for n in ("r_hip", "r_knee", "r_ankle", "r_foot"))
+
+
+def _swing_weight(motion: MotionWindows, body: torch.nn.Module, smooth_frames: int = 9) -> np.ndarray:
+    """(B, T, 8) weight of the leg perturbation (LEFT_LEG then RIGHT_LEG joints): 0 while that foot is planted,
+    1 in swing, eased over `smooth_frames`. A stance leg that is bent drags its foot over the floor, which no
+    single pelvis shift (`keep_feet_grounded`) can undo when both feet are down."""
+    b, t = motion.pose_rotmat.shape[:2]
+    dt = motion.dt if motion.dt is not None else torch.full((b, t), 1 / 30)
+    with torch.no_grad():
+        kp = body(motion.pose_rotmat.reshape(b * t, 24, 3, 3), motion.betas.repeat_interleave(t, 0),
+                  motion.trans.reshape(b * t, 3)).keypoints
+    planted = foot_contacts(kp[:, list(FOOT_KEYPOINT_IDS)].reshape(b, t, 4, 3), dt).numpy()
+    sides = np.stack((planted[..., :2].any(-1), planted[..., 2:].any(-1)), -1).astype(np.float64)  # (B, T, 2)
+    swing = np.stack([_moving_average(1.0 - sides[i], smooth_frames) for i in range(b)])
+    return np.repeat(swing, len(LEFT_LEG), axis=-1)
+
+
 def _smooth_noise(rng: np.random.Generator, b: int, t: int, joints: int, seconds: np.ndarray) -> np.ndarray:
     """(B, T, J, 3) smooth unit-amplitude noise: a few random sinusoids per joint axis (0.1-1 Hz)."""
     freq = rng.uniform(0.1, 1.0, size=(b, 1, joints, 3, 2))
@@ -181,16 +202,55 @@ def _nlerp_to(rot: torch.Tensor, target_aa: np.ndarray, weight: np.ndarray) -> t
     return quaternion_to_matrix(q / q.norm(dim=-1, keepdim=True))
 
 
-def floor_adjust(before: MotionWindows, after: MotionWindows, body: torch.nn.Module) -> MotionWindows:
-    """Shift the pelvis height so each frame's lowest foot point is where the original clip had it."""
+def _hold_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """values: (T, D), valid: (T,) -> invalid frames take the last valid value (the first valid before it; zeros
+    when none is valid)."""
+    if not valid.any():
+        return np.zeros_like(values)
+    idx = np.where(valid, np.arange(len(valid)), 0)
+    idx = np.maximum.accumulate(idx)
+    idx = np.where(valid[idx], idx, int(np.argmax(valid)))
+    return values[idx]
+
+
+def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    """x: (T, D) -> centred moving average over `width` frames (edges use the frames that exist)."""
+    kernel = np.ones(width)
+    pad = width // 2
+    num = np.stack([np.convolve(np.pad(x[:, d], pad, mode="edge"), kernel, "valid") for d in range(x.shape[1])], -1)
+    return num / width
+
+
+def keep_feet_grounded(before: MotionWindows, after: MotionWindows, body: torch.nn.Module,
+                       smooth_frames: int = 5) -> MotionWindows:
+    """Move the pelvis so the edited motion stands where the original did.
+
+    1. Height: each frame's lowest foot point at the original one's height (a crouch lowers the pelvis instead
+       of pushing the feet through the floor).
+    2. Stance: a foot point planted in the original (`contacts.foot_contacts`) stays planted: the pelvis moves
+       horizontally by the mean offset of the planted points, held through flight phases and smoothed over
+       `smooth_frames` so the change of support foot is not a jump. Without it a perturbed stance leg drags the
+       foot over the floor, and the contact labels and the trajectory learnt from such windows disagree with
+       how people walk.
+    """
     b, t = before.pose_rotmat.shape[:2]
     flat = lambda a: a.reshape((b * t,) + a.shape[2:])  # noqa: E731
     betas = before.betas.repeat_interleave(t, 0)
+    feet = list(FOOT_KEYPOINT_IDS)
     with torch.no_grad():
-        low0 = body(flat(before.pose_rotmat), betas).keypoints[:, list(FOOT_KEYPOINT_IDS), 1].amin(-1)
-        low1 = body(flat(after.pose_rotmat), betas).keypoints[:, list(FOOT_KEYPOINT_IDS), 1].amin(-1)
+        feet0 = body(flat(before.pose_rotmat), betas).keypoints[:, feet].reshape(b, t, len(feet), 3)
+        feet1 = body(flat(after.pose_rotmat), betas).keypoints[:, feet].reshape(b, t, len(feet), 3)
     trans = after.trans.clone()
-    trans[..., 1] += (low0 - low1).reshape(b, t)
+    trans[..., 1] += feet0[..., 1].amin(-1) - feet1[..., 1].amin(-1)
+    dt = before.dt if before.dt is not None else torch.full((b, t), 1 / 30)
+    planted = foot_contacts(feet0 + before.trans[:, :, None], dt).numpy()             # (B, T, F)
+    offset = (feet0 - feet1)[..., [0, 2]].numpy()                                      # (B, T, F, 2) original - edited
+    for i in range(b):
+        n = planted[i].sum(-1)                                                         # (T,)
+        mean = (offset[i] * planted[i][..., None]).sum(1) / np.maximum(n, 1)[:, None]  # (T, 2)
+        shift = _moving_average(_hold_nearest(mean, n > 0), smooth_frames)
+        trans[i, :, 0] += torch.as_tensor(shift[:, 0], dtype=trans.dtype)
+        trans[i, :, 2] += torch.as_tensor(shift[:, 1], dtype=trans.dtype)
     return MotionWindows(after.pose_rotmat, trans, after.betas, after.dt)
 
 
@@ -223,6 +283,7 @@ def augment_motion(motion: MotionWindows, rng: np.random.Generator, cfg: Augment
     which = torch.from_numpy(rng.uniform(size=b) < cfg.perturb_prob)
     if which.any():
         noise = _smooth_noise(rng, b, t, 23, seconds) * np.deg2rad(cfg.perturb_deg) * rng.uniform(0.2, 1.0, size=(b, 1, 1, 1))
+        noise[:, :, [j - 1 for j in LEFT_LEG + RIGHT_LEG]] *= _swing_weight(motion, body)[:, :, :, None]
         aa[:, :, 1:] += torch.as_tensor(noise, dtype=aa.dtype) * which[:, None, None, None]
         changed |= which.numpy()
     if not changed.any():
@@ -232,8 +293,9 @@ def augment_motion(motion: MotionWindows, rng: np.random.Generator, cfg: Augment
     rot = motion.pose_rotmat.clone()
     rot[edit] = axis_angle_to_matrix(aa[edit])
     # Only edited windows need their feet put back where they were (two FKs of those windows alone).
-    sub = lambda m: MotionWindows(m.pose_rotmat[edit], m.trans[edit], m.betas[edit])  # noqa: E731
-    fixed = floor_adjust(sub(motion), sub(MotionWindows(rot, motion.trans, motion.betas)), body)
+    sub = lambda m: MotionWindows(m.pose_rotmat[edit], m.trans[edit], m.betas[edit],  # noqa: E731
+                                  None if m.dt is None else m.dt[edit])
+    fixed = keep_feet_grounded(sub(motion), sub(MotionWindows(rot, motion.trans, motion.betas, motion.dt)), body)
     trans = motion.trans.clone()
     trans[edit] = fixed.trans
     return MotionWindows(rot, trans, motion.betas, motion.dt)

@@ -5,7 +5,8 @@
 Three proxies, each a percentage of frames: a joint beyond its anatomical range by more than 5 degrees
 (`augment.JOINT_LIMITS`), the lowest foot more than 3 cm below the clip's floor, and a self-intersection proxy
 (a hand inside the trunk: wrist or hand joint within 8 cm of the pelvis-neck segment; or the legs through each
-other: knees within 8 cm or ankles within 6 cm). Prints ONE JSON object.
+other: knees within 8 cm or ankles within 6 cm). Plus stance-foot slide: how far (mm per 30-fps frame, horizontal)
+the foot points that are planted in the raw window move (0 would be a perfect plant). Prints ONE JSON object.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..body import BuiltinBody
 from ..rotations import matrix_to_axis_angle
 from ..skeleton import FOOT_KEYPOINT_IDS, SMPL_JOINT_NAMES
 from .augment import Augment, augment_motion, limit_violation_deg
+from .contacts import foot_contacts
 from .motion_bank import MotionBank, MotionWindows
 
 _J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
@@ -33,8 +35,9 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return np.linalg.norm(p - (a + t[..., None] * ab), axis=-1)
 
 
-def plausibility(motion: MotionWindows, body: BuiltinBody, floor: np.ndarray) -> dict[str, float]:
-    """Percentages of frames failing each proxy; floor: (B,) each window's floor height (m)."""
+def plausibility(motion: MotionWindows, body: BuiltinBody, floor: np.ndarray, planted: np.ndarray) -> dict[str, float]:
+    """Percentages of frames failing each proxy, and the stance slide; floor: (B,) each window's floor height (m);
+    planted: (B, T, 4) the foot points planted in the raw window."""
     b, t = motion.pose_rotmat.shape[:2]
     with torch.no_grad():
         out = body(motion.pose_rotmat.reshape(b * t, 24, 3, 3), motion.betas.repeat_interleave(t, 0),
@@ -47,6 +50,13 @@ def plausibility(motion: MotionWindows, body: BuiltinBody, floor: np.ndarray) ->
     hand_in_trunk = np.stack([_segment_distance(joints[..., j, :], trunk_a, trunk_b) < 0.08 for j in hands]).any(0)
     knees = np.linalg.norm(joints[..., _J["l_knee"], :] - joints[..., _J["r_knee"], :], axis=-1) < 0.08
     ankles = np.linalg.norm(joints[..., _J["l_ankle"], :] - joints[..., _J["r_ankle"], :], axis=-1) < 0.06
+    feet = out.keypoints[:, list(FOOT_KEYPOINT_IDS)].numpy().reshape(b, t, 4, 3)
+    dt = (motion.dt.numpy() if motion.dt is not None else np.full((b, t), 1 / 30))[:, 1:, None]
+    step = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=1), axis=-1) / (dt * 30)      # (B, T-1, 4) m / 30-fps frame
+    held = planted[:, 1:] & planted[:, :-1]
+    swapped = held[..., [2, 3, 0, 1]]                                  # a mirrored window plants the other foot
+    per_window = lambda m: (step * m).sum((1, 2)) / np.maximum(m.sum((1, 2)), 1)  # noqa: E731
+    held = np.where((per_window(swapped) < per_window(held))[:, None, None], swapped, held)
     pct = lambda m: round(100.0 * float(np.mean(m)), 3)  # noqa: E731
     return {
         "frames": int(b * t),
@@ -54,6 +64,7 @@ def plausibility(motion: MotionWindows, body: BuiltinBody, floor: np.ndarray) ->
         "joint_limit_violation_joint_pct": pct(beyond[..., 1:]),
         "foot_below_floor_pct": pct(lowest < floor[:, None] - 0.03),
         "self_intersection_pct": pct(hand_in_trunk | knees | ankles),
+        "stance_slide_mm": round(1000.0 * float(step[held].mean()) if held.any() else 0.0, 3),
     }
 
 
@@ -67,9 +78,12 @@ def compare(bank: MotionBank, batches: int, batch: int, window: int, seed: int, 
         with torch.no_grad():
             kp = body(raw.pose_rotmat.reshape(-1, 24, 3, 3), raw.betas.repeat_interleave(window, 0),
                       raw.trans.reshape(-1, 3)).keypoints
-        floor = np.percentile(kp[:, list(FOOT_KEYPOINT_IDS), 1].numpy().reshape(batch, window, 4).min(-1), 5, axis=1)
-        totals["raw"].append(plausibility(raw, body, floor))
-        totals["augmented"].append(plausibility(augment_motion(raw, rng, cfg, body), body, floor))
+        feet = kp[:, list(FOOT_KEYPOINT_IDS)].reshape(batch, window, 4, 3)
+        floor = np.percentile(feet[..., 1].numpy().min(-1), 5, axis=1)
+        dt = raw.dt if raw.dt is not None else torch.full((batch, window), 1 / 30)
+        planted = foot_contacts(feet, dt).numpy()
+        totals["raw"].append(plausibility(raw, body, floor, planted))
+        totals["augmented"].append(plausibility(augment_motion(raw, rng, cfg, body), body, floor, planted))
     report: dict = {}
     for name, rows in totals.items():
         frames = sum(r["frames"] for r in rows)

@@ -16,6 +16,7 @@ from ..model.state import frame_interval_feature
 from ..rotations import axis_rotation
 from ..skeleton import FOOT_KEYPOINT_IDS
 from .augment import Augment, augment_motion
+from .contacts import CONTACT_HEIGHT, CONTACT_SPEED, foot_contacts
 from .detector_noise import DetectorNoise, corrupt_keypoints
 from .motion_bank import MotionWindows
 from .virtual_camera import CameraRanges, angular_velocity_6d, sample_camera_track
@@ -28,8 +29,8 @@ class SynthConfig:
     random_yaw: bool = True
     random_betas: float = 0.8           # probability of replacing the clip's betas by random ones
     noise: float = 1.0                  # detector noise strength (0 = clean keypoints)
-    contact_speed: float = 0.25         # m/s: a foot point slower than this ...
-    contact_height: float = 0.08        # m above the window's lowest foot point ... is in contact
+    contact_speed: float = CONTACT_SPEED    # m/s: a foot point slower than this ...
+    contact_height: float = CONTACT_HEIGHT  # m above the window's lowest foot point ... is in contact
     bbox_scale_jitter: float = 0.06
     bbox_shift_jitter: float = 0.03
     min_visible: int = 6                # fewer confident keypoints = no person (as the live tracker decides)
@@ -166,15 +167,7 @@ class SyntheticGenerator:
 
     def _contact_labels(self, feet: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         """feet: (B, T, 4, 3) world, dt (B, T) s -> (B, T, 4) 1 where the foot point is slow and near the floor."""
-        cfg = self.config
-        vel = torch.zeros_like(feet)
-        span = dt[:, 1:-1] + dt[:, 2:]                                                  # (B, T-2) s
-        vel[:, 1:-1] = (feet[:, 2:] - feet[:, :-2]) / span[..., None, None]
-        vel[:, 0] = (feet[:, 1] - feet[:, 0]) / dt[:, 1, None, None]
-        vel[:, -1] = (feet[:, -1] - feet[:, -2]) / dt[:, -1, None, None]
-        speed = vel.norm(dim=-1)
-        floor = feet[..., 1].amin(dim=(1, 2), keepdim=True)
-        return ((speed < cfg.contact_speed) & (feet[..., 1] - floor < cfg.contact_height)).float()
+        return foot_contacts(feet, dt, self.config.contact_speed, self.config.contact_height).float()
 
     def _jitter_bbox(self, rng: np.random.Generator, bbox: torch.Tensor) -> torch.Tensor:
         b, t = bbox.shape[:2]
