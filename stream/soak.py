@@ -88,15 +88,25 @@ class Soak:
         self.lock = threading.Lock()
         self.window = _Window()
         self.undecodable = 0
+        self.sent: set[int] = set()        # seq of every frame message handed to the publisher
+        self.received: set[int] = set()    # seq of every frame message the subscriber got
 
     def on_frame(self, report: FrameReport) -> None:
         with self.lock:
             self.window.loop_ms.append((report.t_published - report.t_capture) * 1e3)
+            self.sent.add(report.seq)
+
+    def lost_in_transport(self) -> int:
+        """Messages handed to the publisher that never reached the subscriber: the exact count, unlike seq gaps,
+        which also hold the frames the loop skipped or the source replaced."""
+        with self.lock:
+            return len(self.sent - self.received)
 
     def on_receive(self, seq: int, latency_ms: float, last_seq: int | None) -> None:
         with self.lock:
             self.window.receive_ms.append(latency_ms)
             self.window.received += 1
+            self.received.add(seq)
             if last_seq is not None and seq > last_seq + 1:
                 self.window.seq_gaps += seq - last_seq - 1
 
@@ -172,13 +182,17 @@ def run_soak(minutes: float, window_s: float, checkpoint: str, render: bool, war
     return {"config": {"minutes": minutes, "window_s": window_s, "source": repr(source), "engine": engine.name,
                        "model": stats["model"], "render": render, "warmup_windows": warmup_windows,
                        "cpu_count": os.cpu_count()},
-            "windows": windows, "verdict": verdict(windows, warmup_windows),
+            "windows": windows, "verdict": verdict(windows, warmup_windows, collect.lost_in_transport()),
             "totals": {"frames": stats["frames"], "published": stats["published"], "errors": stats["errors"],
                        "undecodable": collect.undecodable}}
 
 
-def verdict(windows: list[dict[str, Any]], warmup_windows: int) -> dict[str, Any]:
-    """Memory growth and p99 drift between the first window after warm-up and the last; drops summed."""
+def verdict(windows: list[dict[str, Any]], warmup_windows: int, lost_in_transport: int | None = None
+            ) -> dict[str, Any]:
+    """Memory growth and p99 drift between the first window after warm-up and the last; drops summed.
+
+    `lost_in_transport` (sent and never received, counted by seq) makes the unexplained drops exact; without it
+    (re-verdicts of old reports) they are estimated as seq gaps minus skipped frames."""
     if len(windows) <= warmup_windows:
         return {"note": f"fewer than {warmup_windows + 1} windows: nothing to compare"}
     first, last = windows[warmup_windows], windows[-1]
@@ -198,8 +212,10 @@ def verdict(windows: list[dict[str, Any]], warmup_windows: int) -> dict[str, Any
         "skipped_late": sum(w["skipped_late"] for w in windows),
         # A frame the loop skipped (behind real time: CPU contention) never gets a message, so it shows as a
         # seq gap too; what is left is a message lost between publisher and subscriber.
-        "unexplained_drops": max(0, sum(w["seq_gaps"] for w in windows) - sum(w["skipped_late"] for w in windows))
+        "unexplained_drops": lost_in_transport if lost_in_transport is not None else
+        max(0, sum(w["seq_gaps"] for w in windows) - sum(w["skipped_late"] for w in windows))
         + sum(w["publish_dropped"] for w in windows),
+        "unexplained_drops_exact": lost_in_transport is not None,
         "errors": sum(w["errors"] for w in windows),
     }
 

@@ -36,7 +36,7 @@ import engines
 from stream.__main__ import camera_motion_spec, exit_status, main as run_live_main, run_warnings
 from stream.camera_motion import GyroCameraMotion, make_camera_motion
 from stream.keys import load_allowed, load_public, load_secret, main as keys_main
-from stream.loop import LiveLoop
+from stream.loop import FrameReport, LiveLoop
 from stream.protocol import PoseMessage, validate
 from stream.publisher import Publisher
 from stream.recorder import Recorder, main as recorder_main, read_recording
@@ -565,3 +565,15 @@ def test_soak_verdict_separates_late_frames_from_unexplained_drops() -> None:
     v = verdict([window(300, 9, 0, 0), window(310, 10, 3, 3), window(311, 12, 5, 4)], warmup_windows=1)
     assert v["rss_growth_mb"] == 1 and v["loop_p99_drift_pct"] == pytest.approx(20.0)
     assert v["skipped_late"] == 7 and v["seq_gaps"] == 8 and v["unexplained_drops"] == 1
+    assert verdict([window(300, 9, 0, 0), window(310, 10, 3, 0)], 1, lost_in_transport=0)["unexplained_drops"] == 0
+
+
+def test_soak_counts_messages_lost_between_publisher_and_subscriber_exactly() -> None:
+    from stream.soak import Soak
+
+    soak = Soak()
+    for seq in (1, 2, 4, 5):                      # frame 3 was skipped by the loop: never sent, not a loss
+        soak.on_frame(FrameReport(seq, "tracking", 0, 0.0, 0.0, 0.001, {}))
+    for seq, last in ((1, None), (2, 1), (5, 2)):  # message 4 was sent but never arrived
+        soak.on_receive(seq, 1.0, last)
+    assert soak.lost_in_transport() == 1
