@@ -1,9 +1,11 @@
 """Train the causal model (or the single-frame baseline) on synthetic views of real mocap.
 
     python -m mocap.train --config cpu [--data cache/bandai] [--out runs/cpu] [--kind causal|single-frame]
+                          [--device auto|cpu|cuda|cuda:N] [--amp off|bf16|fp16]
 
-Resumable (re-run the same command: it continues from OUT/last.safetensors), seeded (iteration i always sees
-the same batch), checkpoints as safetensors + JSON.
+The device is chosen once, up front (auto: CUDA when present): the model and optimizer live there and each
+batch, generated on the CPU, is moved there. Resumable (re-run the same command: it continues from
+OUT/last.safetensors), seeded (iteration i always sees the same batch), checkpoints as safetensors + JSON.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +67,50 @@ CONFIGS: dict[str, TrainConfig] = {
 }
 
 
+#: Autocast dtypes for `--amp` (CUDA only; the losses stay in float32).
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class DeviceError(ValueError):
+    """A device or AMP request this machine cannot honour; the command line prints it as one sentence."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> the first CUDA device if there is one, else the CPU; 'cpu', 'cuda', 'cuda:N' as asked.
+
+    Raises DeviceError (not a CUDA traceback halfway into training) when CUDA is asked for but absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N): {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DeviceError(f"--device {name}: CUDA is not available (torch {torch.__version__}, {build})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise DeviceError(f"--device {name}: training runs on cpu or cuda only")
+    return device
+
+
+def _check_amp(amp: str, device: torch.device) -> None:
+    if amp == "off":
+        return
+    if amp not in AMP_DTYPES:
+        raise DeviceError(f"--amp {amp}: choose off, {', '.join(AMP_DTYPES)}")
+    if device.type != "cuda":
+        raise DeviceError(f"--amp {amp} needs a CUDA device (training on {device} runs in float32)")
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("--amp bf16: this GPU has no bfloat16 support; use --amp fp16")
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def _lr_at(cfg: TrainConfig, it: int, time_progress: float = 0.0) -> float:
     """Warm-up then cosine decay over whichever runs out first: iterations or the wall-time budget."""
     warm = min(1.0, (it + 1) / 200)
@@ -75,7 +123,8 @@ def _save_optimizer(opt: torch.optim.Optimizer, path: Path, it: int) -> None:
     flat: dict[str, torch.Tensor] = {"iteration": torch.tensor([it])}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
-            flat[f"{i}.{k}"] = torch.as_tensor(v).detach().clone().reshape(-1) if k == "step" else v.detach().contiguous()
+            t = torch.as_tensor(v).detach().cpu()  # moments live on the training device; files are device-free
+            flat[f"{i}.{k}"] = t.clone().reshape(-1) if k == "step" else t.contiguous()
     save_file(flat, str(path))
 
 
@@ -95,13 +144,14 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> int:
 
 @torch.no_grad()
 def validate(model: CausalMocap, gen: SyntheticGenerator, bank: MotionBank, seed: int, n: int = 32, window: int = 128) -> dict:
-    """PA-MPJPE / MPJPE (mm) on a fixed set of validation windows, moving cameras."""
+    """PA-MPJPE / MPJPE (mm) on a fixed set of validation windows, moving cameras (float32, on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     rng = np.random.default_rng(seed)
     motion = bank.sample(rng, n, window, speed=(1.0, 1.0))
     batch = gen(motion, rng, camera="moving")
-    out, _ = model.forward_sequence(batch["x"], batch["omega"])
-    pred = out["joints_cam_rel"].reshape(-1, 24, 3).numpy()
+    out, _ = model.forward_sequence(batch["x"].to(device), batch["omega"].to(device))
+    pred = out["joints_cam_rel"].reshape(-1, 24, 3).float().cpu().numpy()
     gt = batch["gt_joints_cam_rel"].reshape(-1, 24, 3).numpy()
     model.train()
     return {
@@ -150,7 +200,11 @@ def warm_start(model: CausalMocap, checkpoint: str | Path) -> str:
 
 
 def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = "causal", minutes: float | None = None,
-          init: str | None = None) -> Path:
+          init: str | None = None, device: str | torch.device = "cpu", amp: str = "off") -> Path:
+    """Train to OUT_DIR/model.safetensors. `device` as in `resolve_device`; `amp` ('off', 'bf16', 'fp16', CUDA
+    only) autocasts the network's forward pass, the losses are computed in float32 either way."""
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    _check_amp(amp, dev)
     torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     folders = [data] if isinstance(data, Path) else list(data)
@@ -160,6 +214,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
     torch.manual_seed(cfg.seed)
     model = CausalMocap(model_cfg)
     init_id = warm_start(model, init) if init else None
+    model.to(dev)  # before the optimizer is built, so its moments are created on the device too
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = SyntheticGenerator(SynthConfig(augment=Augment() if cfg.augment else None))
     val_gen = SyntheticGenerator(SynthConfig())
@@ -173,7 +228,10 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
     (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     meta = {"model_id": f"livemocap-{kind}-{out_dir.name}", "train_config": dataclasses.asdict(cfg),
             "data": [str(d) for d in folders], "train_frames": train_bank.frames, "val_frames": val_bank.frames,
-            "init": init_id}
+            "init": init_id, "device": str(dev), "amp": amp}
+    autocast = (lambda: torch.autocast("cuda", dtype=AMP_DTYPES[amp])) if amp != "off" else nullcontext
+    # fp16 gradients underflow without loss scaling; bf16 and float32 need none (the scaler is then a no-op).
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     t_start = time.monotonic()
     budget = minutes * 60 if minutes else None
@@ -185,10 +243,13 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
     skipped = 0
     for it in bar:
         rng = np.random.default_rng([cfg.seed, it])
-        batch = gen(train_bank.sample(rng, cfg.batch, cfg.window, timing=timing), rng)
+        batch = _to_device(gen(train_bank.sample(rng, cfg.batch, cfg.window, timing=timing), rng), dev)
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, it, (time.monotonic() - t_start) / budget if budget else 0.0)
-        out, _ = model.forward_sequence(batch["x"], batch["omega"])
+        with autocast():
+            out, _ = model.forward_sequence(batch["x"], batch["omega"])
+        if amp != "off":
+            out = {k: v.float() for k, v in out.items()}
         terms = compute_losses(out, batch)
         loss = total_loss(terms, LOSS_WEIGHTS)
         opt.zero_grad(set_to_none=True)
@@ -196,13 +257,16 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
             skipped += 1  # never let one degenerate batch poison the weights
             bar.write(f"iteration {it}: non-finite loss, batch skipped ({skipped} so far)")
             continue
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if not torch.isfinite(grad_norm):
             skipped += 1
             bar.write(f"iteration {it}: non-finite gradient, update skipped ({skipped} so far)")
+            scaler.update()  # fp16: lowers the loss scale after the overflow
             continue
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         if it % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", j3d=f"{terms['joints3d'].item():.4f}")
         record = {"it": it, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
@@ -237,7 +301,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget: the LR schedule anneals to it and training stops (and saves) there")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    p.add_argument("--amp", choices=["off", *AMP_DTYPES], default="off",
+                   help="mixed-precision forward pass on CUDA (bf16 needs Ampere or newer); losses stay float32")
     args = p.parse_args(argv)
+    try:  # once, up front: a bad request is one sentence and exit code 2, before any data is loaded
+        device = resolve_device(args.device)
+        _check_amp(args.amp, device)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     cfg = CONFIGS[args.config]
     if args.iters:
         cfg = dataclasses.replace(cfg, iters=args.iters)
@@ -246,7 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.lr:
         cfg = dataclasses.replace(cfg, lr=args.lr)
     out = args.out or Path("runs") / f"{args.config}-{args.kind}"
-    path = train(cfg, args.data, out, args.kind, args.minutes if args.minutes is not None else cfg.minutes, args.init)
+    print(f"training on {device}" + (f" with {args.amp} autocast" if args.amp != "off" else ""), file=sys.stderr)
+    path = train(cfg, args.data, out, args.kind, args.minutes if args.minutes is not None else cfg.minutes, args.init,
+                 device=device, amp=args.amp)
     print(json.dumps({"checkpoint": str(path)}))
 
 
