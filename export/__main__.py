@@ -1,6 +1,7 @@
 """Command line: turn a checkpoint into a checked ONNX graph, and an ONNX graph into a TensorRT engine.
 
     python -m export onnx --checkpoint PATH|default --out FILE.onnx [--steps 300] [--batch 4]
+                          [--exporter torchscript|dynamo]      # dynamo: torch.export + onnxscript, opset 18
     python -m export onnx --untrained [--seed 0] --out FILE.onnx   # default config, random weights (saved as
                                                                    # FILE.safetensors beside it)
     python -m export tensorrt --onnx FILE.onnx --out FILE.engine [--fp16] [--max-batch 64]
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -52,12 +54,18 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     from .parity import check_onnx_parity
 
     model, model_id, sha = _load_model(args)
-    proto = export_onnx(model, args.out, model_id, checkpoint_sha256=sha)
+    t0 = time.perf_counter()
+    try:
+        proto = export_onnx(model, args.out, model_id, checkpoint_sha256=sha, exporter=args.exporter)
+    except ImportError as exc:
+        raise _Fatal(str(exc)) from None
+    export_s = time.perf_counter() - t0
     report = check_onnx_parity(model, args.out, steps=args.steps, batch=args.batch, seed=args.seed,
                                tolerance=args.tolerance)
     print(json.dumps({
         "artifact": str(args.out), "model_id": model_id, "bytes": Path(args.out).stat().st_size,
         "nodes": len(proto.graph.node), "opset": proto.opset_import[0].version, "onnx": onnx.__version__,
+        "exporter": args.exporter, "export_s": round(export_s, 2),
         **json.loads(report.to_json()),
     }))
     return 0 if report.passed else 1
@@ -105,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="the default config with random weights (also saved beside --out as .safetensors)")
     o.add_argument("--out", type=Path, required=True)
     o.add_argument("--tolerance", type=float, default=1e-4)
+    o.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torchscript (default; why: export/onnx_export.py) or the torch.export-based one")
     o.set_defaults(func=cmd_onnx)
 
     t = sub.add_parser("tensorrt", help="ONNX -> refittable TensorRT engine, checked for parity with onnxruntime")

@@ -117,6 +117,39 @@ def test_cli_onnx_prints_one_json_line(tmp_path, capsys):
     assert len(meta["checkpoint_sha256"]) == 64
 
 
+def test_cli_dynamo_exporter_keeps_signature_batch_axis_and_parity(tmp_path, capsys):
+    """The torch.export-based exporter (not the default: export/onnx_export.py says why) still works."""
+    pytest.importorskip("onnxscript")
+    model = varied_model(3)
+    ckpt = save_checkpoint(model, tmp_path / "ckpt.safetensors", {"model_id": "dynamo-model"})
+    out = tmp_path / "dynamo.onnx"
+    rc = export_main(["onnx", "--checkpoint", str(ckpt), "--out", str(out), "--steps", "60", "--batch", "2",
+                      "--exporter", "dynamo"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(lines) == 1, lines
+    figures = json.loads(lines[0])
+    assert figures["passed"] and figures["exporter"] == "dynamo" and figures["opset"] == 18
+    proto = onnx.load(str(out))
+    states = list(state_shapes(model.config))
+    assert [i.name for i in proto.graph.input] == ["x", "omega"] + states
+    assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES) + [state_output_name(s) for s in states]
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        assert value.type.tensor_type.shape.dim[0].dim_param, value.name
+    assert sum(n.op_type == "GRU" for n in proto.graph.node) == 2
+    assert parse_metadata({p.key: p.value for p in proto.metadata_props})["model_id"] == "dynamo-model"
+
+
+def test_cli_dynamo_exporter_without_onnxscript_is_one_sentence(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    ckpt = save_checkpoint(varied_model(2), tmp_path / "ckpt.safetensors", {"model_id": "cli-model"})
+    rc = export_main(["onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "d.onnx"), "--exporter", "dynamo"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "onnxscript" in err
+
+
 def test_cli_onnx_missing_checkpoint_is_one_sentence(tmp_path, capsys):
     rc = export_main(["onnx", "--checkpoint", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "a.onnx")])
     err = capsys.readouterr().err.strip()
