@@ -91,7 +91,7 @@ def load(path: str | Path = "default", prefer: list[str] | None = None, device: 
             raise ValueError(f"{path} is a Triton server address: only the 'triton' backend runs it")
         from .triton_engine import TritonEngine
 
-        engine = TritonEngine(str(path))
+        engine: Engine = TritonEngine(str(path))
         log.info("engines.load: triton at %s (model %s)", path, engine.model_id)
         return engine
     if prefer is not None:

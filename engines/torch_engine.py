@@ -74,7 +74,7 @@ class TorchEngine(Engine):
         if isinstance(checkpoint, CausalMocap):
             model = checkpoint.to(self._device).eval()
             if not hasattr(model, "model_id"):
-                model.model_id = "in-memory"  # type: ignore[attr-defined]
+                model.model_id = "in-memory"  # type: ignore[assignment]  # nn.Module attrs: tensors/modules
             return model
         try:
             resolve_checkpoint(checkpoint)
@@ -172,7 +172,7 @@ class TorchEngine(Engine):
                     current = self._model.state_dict()
                     for name, value in new.state_dict().items():
                         current[name].copy_(value)
-                self._model.model_id = getattr(new, "model_id", self.model_id)  # type: ignore[attr-defined]
+                self._model.model_id = getattr(new, "model_id", self.model_id)  # type: ignore[arg-type]
             else:
                 self._model = new
             self.generation += 1
@@ -195,5 +195,5 @@ class TorchEngine(Engine):
                                  for k, v in weights.items()}, strict=True)
         except RuntimeError as exc:
             raise ValueError(f"state dict does not fit the running model: {str(exc).splitlines()[0]}") from None
-        new.model_id = self.model_id  # type: ignore[attr-defined]
+        new.model_id = self.model_id  # type: ignore[assignment]
         return new.to(self._device).eval()

@@ -224,8 +224,8 @@ def _find_motion(text: str, name: str) -> int:
 def _parse_hierarchy(head: str, name: str) -> dict:
     """Token-level parse of HIERARCHY; returns names, parents, offsets, channels, channel starts, end sites."""
     tokens: list[tuple[str, int]] = []
-    for lineno, line in enumerate(head.splitlines(), start=1):
-        tokens.extend((tok, lineno) for tok in line.split())
+    for lineno, text_line in enumerate(head.splitlines(), start=1):
+        tokens.extend((tok, lineno) for tok in text_line.split())
     if not tokens or tokens[0][0] != "HIERARCHY":
         raise ValueError(f"{name}:1: file does not start with HIERARCHY")
     names: list[str] = []

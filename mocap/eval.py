@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -198,7 +199,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
         t_model += time.perf_counter() - t0
         frames += sample["x"].shape[0]
     summary = summarize(results)
-    report = {"frames": int(summary.pop("frames")), "sequences": int(summary.pop("sequences"))}
+    report: dict[str, Any] = {"frames": int(summary.pop("frames")), "sequences": int(summary.pop("sequences"))}
     report.update({_KEYS.get(k, k): round(v, 3) for k, v in summary.items()})
     for key in _KEYS.values():
         report.setdefault(key, None)  # world metrics do not exist for the per-frame optimization baseline

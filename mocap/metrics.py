@@ -274,7 +274,7 @@ def sequence_metrics(
         out["accel"] = accel_error(pred_joints, gt_joints, root, interval)
     if (pred_world is None) != (gt_world is None):
         raise ValueError("pred_world and gt_world must be given together")
-    if pred_world is not None:
+    if pred_world is not None and gt_world is not None:
         out["w_mpjpe"] = w_mpjpe(pred_world, gt_world, chunk)
         out["wa_mpjpe"] = wa_mpjpe(pred_world, gt_world, chunk)
         out["rte"] = rte_pct(np.asarray(pred_world)[:, root], np.asarray(gt_world)[:, root])

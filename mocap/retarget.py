@@ -510,12 +510,14 @@ class _ClipSolver:
 
 def _solve_correction(solvers: list[_ClipSolver], j: int) -> np.ndarray:
     """C_j for mapped joint j from the pooled terms of one or more clips of a skeleton."""
-    parts = [s.terms(j) for s in solvers]
-    b, aim, b_up, n_up = (sum(t[i] for t in parts) for i in range(4))
+    (b, aim, b_up, n_up), *rest = [s.terms(j) for s in solvers]
+    for t in rest:  # in clip order, as the sums always were
+        b, aim, b_up, n_up = b + t[0], aim + t[1], b_up + t[2], n_up + t[3]
     corr = solvers[0].correction(j, b, aim, b_up, n_up)
     if n_up >= _MIN_UPRIGHT_FRAMES:
         return corr
-    return solvers[0].untwist(j, corr, sum(s.twist_terms(j, corr) for s in solvers))
+    first, *others = [s.twist_terms(j, corr) for s in solvers]
+    return solvers[0].untwist(j, corr, sum(others, first))
 
 
 def calibrate(sources: list[SourceMotion], mapping: dict[str, str], body: Body | None = None,
@@ -698,7 +700,8 @@ def check_file(path: str | Path) -> dict:
 
 def _check_main(paths: list[str], as_json: bool) -> int:
     """--check: print each file's mapping; 1 when any file cannot be mapped (each named with its reason)."""
-    failed, files = 0, []
+    failed = 0
+    files: list[str] = []
     for p in paths:  # a folder stands for the BVH files under it
         try:
             found = bvh_files(p)

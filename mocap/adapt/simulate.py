@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
                                               [0.0, 0.0, 1.0]])
     frames: list[dict[str, np.ndarray]] = []
     outs: list[dict[str, torch.Tensor]] = []
-    log = {"cycles": 0, "accepted": 0, "rollbacks": 0, "adapt_s": 0.0, "generation": np.zeros(n, np.int32),
+    log: dict[str, Any] = {"cycles": 0, "accepted": 0, "rollbacks": 0, "adapt_s": 0.0, "generation": np.zeros(n, np.int32),
            "decisions": []}
     for t in range(n):
         x, omega = x_all[t:t + 1], omega_all[t:t + 1]
@@ -68,7 +69,7 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
                        **{f"state:{k}": v[0].numpy().copy() for k, v in state.items()}})
         with torch.no_grad():
             out, new_state = live.step(x, omega, state)
-        if refine is not None:
+        if refine is not None and K is not None:  # K exists exactly when refining
             as_np = lambda d: {k: v.numpy() for k, v in d.items()}  # noqa: E731
             res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine)
             out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.outputs.items()}

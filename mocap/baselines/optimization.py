@@ -133,20 +133,20 @@ class OptimizationBaseline:
         in the camera frame, metres; ``joints_cam (T, 24, 3)``; ``kp2d_fit (T, 21, 2)`` reprojected keypoints;
         ``energy (T,)`` final energy. ``self.last_seconds_per_frame`` holds the wall time per frame.
         """
-        kp2d, bbox = self._check_inputs(kp2d, bbox)
+        kp, box = self._check_inputs(kp2d, bbox)  # float tensors
         t0 = time.perf_counter()
         starts = (0.0, math.pi) if self.two_starts else (0.0,)
         prev_threads = torch.get_num_threads()
         if self.num_threads is not None and self.num_threads >= 1:
             torch.set_num_threads(self.num_threads)
         try:
-            results = [self._fit_from(kp2d, bbox, yaw) for yaw in starts]
+            results = [self._fit_from(kp, box, yaw) for yaw in starts]
         finally:
             torch.set_num_threads(prev_threads)
         energy = torch.stack([r["energy"] for r in results])  # (S, T)
         best = energy.argmin(0)  # (T,)
         out = {k: torch.stack([r[k] for r in results])[best, torch.arange(len(best))] for k in results[0]}
-        self.last_seconds_per_frame = (time.perf_counter() - t0) / kp2d.shape[0]
+        self.last_seconds_per_frame = (time.perf_counter() - t0) / kp.shape[0]
         return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in out.items()}
 
     # ----------------------------------------------------------------------------------------- helpers

@@ -67,5 +67,5 @@ def load_model(path: str | Path = "default", device: str | torch.device = "cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"checkpoint {weights} does not match the model: missing={missing} unexpected={unexpected}")
-    model.model_id = meta.get("model_id", weights.stem)  # type: ignore[attr-defined]
+    model.model_id = meta.get("model_id", weights.stem)
     return model.to(device).eval()
