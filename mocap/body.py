@@ -84,6 +84,14 @@ class BuiltinBody(Body):
     Tables are non-persistent buffers: they are code, not weights, so checkpoints never carry stale copies.
     """
 
+    # Buffers registered in __init__ (mocap.builtin_body.posing_tables), declared for the type checker.
+    rest_offsets: Tensor
+    shape_basis: Tensor
+    kp_delta: Tensor
+    kp_shape_basis: Tensor
+    kp_anchor: Tensor
+    kp_frame: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         f32 = dict(dtype=torch.float32)
@@ -244,7 +252,16 @@ class SmplBody(Body):
     smplx's `transl` is `trans - rest_pelvis(betas)`.
     """
 
-    def __init__(self, layer: nn.Module) -> None:
+    # Buffers registered in __init__, declared for the type checker.
+    j_template: Tensor
+    j_dirs: Tensor
+    face_vids: Tensor
+    foot_vids: Tensor
+    kp_delta: Tensor
+    kp_anchor: Tensor
+    kp_frame: Tensor
+
+    def __init__(self, layer: Any) -> None:  # smplx.SMPLLayer (smplx ships no types)
         super().__init__()
         from smplx.vertex_ids import vertex_ids
 

@@ -53,8 +53,8 @@ def _fk_eager(
                 glob[j] = local_rotmats[:, j]
                 pos[j] = offsets[:, j]
             continue
-        par_rot = torch.stack([glob[parents[j]] for j in level], dim=1)          # (B, n, 3, 3)
-        par_pos = torch.stack([pos[parents[j]] for j in level], dim=1)          # (B, n, 3)
+        par_rot = torch.stack([glob[parents[j]] for j in level], dim=1)  # type: ignore[misc]  # (B, n, 3, 3)
+        par_pos = torch.stack([pos[parents[j]] for j in level], dim=1)  # type: ignore[misc]  # (B, n, 3)
         rot = par_rot @ local_rotmats[:, level]
         p = par_pos + (par_rot @ offsets[:, level, :, None])[..., 0]
         for i, j in enumerate(level):

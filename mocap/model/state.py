@@ -4,6 +4,8 @@ Shapes exclude the leading batch dim (number of tracked people). Everything is f
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .config import ModelConfig
 
 INPUT_NAMES: tuple[str, ...] = ("x", "omega")
@@ -22,7 +24,7 @@ INPUT_DIM = 67
 REFERENCE_FPS = 30.0
 
 
-def frame_interval_feature(dt: "float | object") -> "float | object":
+def frame_interval_feature(dt: Any) -> Any:  # float, numpy array or torch tensor in, same out
     """Seconds since the previous processed frame -> the x feature: 0 at REFERENCE_FPS, -0.5 at 60 fps, +1 for a
     frame that follows one dropped frame at 30 fps. Works on floats, numpy arrays and torch tensors."""
     return dt * REFERENCE_FPS - 1.0
