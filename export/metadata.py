@@ -5,7 +5,6 @@ lists and maps are JSON-encoded and `parse_metadata` decodes them.
 """
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
@@ -16,6 +15,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from mocap.camera import CONF_THRESHOLD
+from mocap.model import state
 from mocap.skeleton import KEYPOINT_NAMES, SMPL_JOINT_NAMES
 
 #: Bumped when the meaning of a key changes; readers refuse newer formats they do not know.
@@ -112,29 +113,6 @@ def parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------- contract
-_MOCAP = Path(__file__).resolve().parents[1] / "mocap"
-
-
-def _literal_constants(path: Path, names: Sequence[str]) -> dict[str, Any]:
-    """Module-level ``NAME = <literal>`` (or ``NAME: T = <literal>``) values of a source file, without running it.
-
-    Why: the contract lives in ``mocap/model/state.py`` (and ``mocap/camera.py``), whose packages import torch,
-    while engines must load without torch. Reading the literals keeps one place for each fact.
-    """
-    tree = ast.parse(path.read_text(), str(path))
-    found: dict[str, Any] = {}
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) and node.value is not None else []
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id in names:
-                try:
-                    found[target.id] = ast.literal_eval(node.value)  # type: ignore[arg-type]
-                except ValueError:
-                    pass  # not a literal (e.g. computed): treated as absent
-    return found
-
-
 @dataclass(frozen=True)
 class Contract:
     """What a step model must look like for the live loop (shapes exclude the batch dim)."""
@@ -151,21 +129,12 @@ class Contract:
 
 @functools.lru_cache(maxsize=1)
 def contract() -> Contract:
-    """The step-model contract read from mocap/model/state.py and mocap/camera.py (30 fps where state.py does not
-    name REFERENCE_FPS, one x width where it names no INPUT_DIM)."""
-    state = _literal_constants(_MOCAP / "model" / "state.py", (
-        "INPUT_NAMES", "OUTPUT_SHAPES", "INPUT_DIM", "INPUT_DIM_NO_INTERVAL", "REFERENCE_FPS"))
-    camera = _literal_constants(_MOCAP / "camera.py", ("CONF_THRESHOLD",))
-    if "OUTPUT_SHAPES" not in state or "INPUT_NAMES" not in state or "CONF_THRESHOLD" not in camera:
-        raise RuntimeError("mocap/model/state.py or mocap/camera.py no longer states the contract as literals")
-    default_width = 3 * len(KEYPOINT_NAMES) + 3
-    widths = sorted({int(state.get("INPUT_DIM_NO_INTERVAL", default_width)), int(state.get("INPUT_DIM",
-                                                                                         default_width))})
+    """The step-model contract as `mocap.model.state` (layout, names, shapes) and `mocap.camera` (confidence
+    threshold) state it; both are torch-free, so engines read it without loading torch."""
     return Contract(
-        input_names=tuple(state["INPUT_NAMES"]), x_widths=tuple(widths), omega_width=6,
-        output_shapes={k: tuple(v) for k, v in state["OUTPUT_SHAPES"].items()},
-        fps=float(state.get("REFERENCE_FPS", 30.0)), keypoint_names=tuple(KEYPOINT_NAMES),
-        joint_names=tuple(SMPL_JOINT_NAMES), conf_threshold=float(camera["CONF_THRESHOLD"]),
+        input_names=tuple(state.INPUT_NAMES), x_widths=tuple(sorted({state.INPUT_DIM_NO_INTERVAL, state.INPUT_DIM})),
+        omega_width=state.OMEGA_DIM, output_shapes=dict(state.OUTPUT_SHAPES), fps=float(state.REFERENCE_FPS),
+        keypoint_names=tuple(KEYPOINT_NAMES), joint_names=tuple(SMPL_JOINT_NAMES), conf_threshold=float(CONF_THRESHOLD),
     )
 
 

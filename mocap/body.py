@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mocap import builtin_body as tables
-from mocap.kinematics import forward_kinematics, forward_kinematics_offsets, offsets_from_rest_joints
+from mocap.kinematics import forward_kinematics, forward_kinematics_offsets
 from mocap.rotations import axis_angle_to_matrix
 from mocap.safe_pickle import ChumpyStub, safe_load
 from mocap.skeleton import NUM_BETAS, NUM_JOINTS, SMPL_PARENTS
@@ -94,16 +94,10 @@ class BuiltinBody(Body):
 
     def __init__(self) -> None:
         super().__init__()
-        f32 = dict(dtype=torch.float32)
-        rest = torch.as_tensor(tables.REST_JOINTS, **f32)
-        self.register_buffer("rest_offsets", offsets_from_rest_joints(rest, SMPL_PARENTS)[None], persistent=False)
-        self.register_buffer("shape_basis", torch.as_tensor(tables.SHAPE_BASIS, **f32), persistent=False)
-        self.register_buffer("kp_delta", torch.as_tensor(tables.KP_DELTA, **f32)[None], persistent=False)
-        self.register_buffer(
-            "kp_shape_basis", torch.as_tensor(tables.SHAPE_BASIS[tables.KP_SCALE_BONE], **f32), persistent=False
-        )
-        self.register_buffer("kp_anchor", torch.as_tensor(tables.KP_ANCHOR), persistent=False)
-        self.register_buffer("kp_frame", torch.as_tensor(tables.KP_FRAME), persistent=False)
+        batched = ("rest_offsets", "kp_delta")  # (1, ...): broadcast against the batch
+        for name, value in tables.posing_tables().items():
+            buffer = torch.tensor(value)  # a copy: module tables stay untouched
+            self.register_buffer(name, buffer[None] if name in batched else buffer, persistent=False)
 
     def bone_offsets(self, betas: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """betas (B, 10) or None -> (B or 1, 24, 3) parent-relative rest offsets; offsets[:, 0] = 0 (pelvis)."""

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mocap.skeleton import KEYPOINT_NAMES, NUM_BETAS, NUM_JOINTS, SMPL_JOINT_NAMES
+from mocap.kinematics import offsets_from_rest_joints
+from mocap.skeleton import KEYPOINT_NAMES, NUM_BETAS, NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 
 # --- rest joints: left side and midline; the right side is mirrored -------------------------------------------
 _REST_LEFT_AND_MID: dict[str, tuple[float, float, float]] = {
@@ -167,3 +168,21 @@ def _keypoint_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 #: (21,) joint giving each keypoint's position, (21,) joint whose rotation carries its offset,
 #: (21,) bone its offset scales with, (21, 3) offset at rest in metres.
 KP_ANCHOR, KP_FRAME, KP_SCALE_BONE, KP_DELTA = _keypoint_table()
+
+
+def posing_tables() -> dict[str, np.ndarray]:
+    """The tables as the network's body (`mocap.body.BuiltinBody`) poses with them: float32, indices int64.
+
+    Derived here once so the torch body and the numpy one of the per-frame solver (`mocap.fitting.body_numpy`)
+    pose the same skeleton to the bit. rest_offsets (24, 3) parent-relative (row 0 = the pelvis rest position,
+    0), shape_basis (24, 10), kp_delta (21, 3), kp_shape_basis (21, 10) (each keypoint's scale bone's row),
+    kp_anchor (21,), kp_frame (21,).
+    """
+    return {
+        "rest_offsets": offsets_from_rest_joints(REST_JOINTS.astype(np.float32), SMPL_PARENTS),
+        "shape_basis": SHAPE_BASIS.astype(np.float32),
+        "kp_delta": KP_DELTA.astype(np.float32),
+        "kp_shape_basis": SHAPE_BASIS[KP_SCALE_BONE].astype(np.float32),
+        "kp_anchor": KP_ANCHOR,
+        "kp_frame": KP_FRAME,
+    }

@@ -1,18 +1,32 @@
-"""Forward kinematics as pure batched functions (any tree, SMPL included)."""
+"""Forward kinematics as pure batched functions (any tree, SMPL included).
+
+The torch versions serve networks and their ONNX graphs, the numpy twin the per-frame solvers. torch is imported
+only inside the torch versions (their callers hold tensors already), so the live loop uses the numpy side
+without loading it.
+"""
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import numpy as np
-import torch
+
+from mocap.arrays import namespace
+
+if TYPE_CHECKING:
+    import torch
+
+    ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+else:
+    ArrayT = TypeVar("ArrayT")
 
 
-def offsets_from_rest_joints(rest_joints: torch.Tensor, parents: Sequence[int]) -> torch.Tensor:
-    """rest_joints: (..., J, 3) -> (..., J, 3) parent-relative offsets; joint 0 keeps its absolute position."""
+def offsets_from_rest_joints(rest_joints: ArrayT, parents: Sequence[int]) -> ArrayT:
+    """rest_joints: (..., J, 3) tensor or array -> (..., J, 3) parent-relative offsets, in kind; joint 0 keeps
+    its absolute position."""
     parent_idx = [max(p, 0) for p in parents]
     rel = rest_joints - rest_joints[..., parent_idx, :]
-    return torch.cat((rest_joints[..., :1, :], rel[..., 1:, :]), dim=-2)
+    return namespace(rest_joints).concatenate((rest_joints[..., :1, :], rel[..., 1:, :]), axis=-2)
 
 
 def tree_levels(parents: Sequence[int]) -> list[list[int]]:
@@ -43,6 +57,8 @@ def _fk_eager(
     root_trans: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-level stacks of per-joint tensors: fastest in eager torch (no index copies)."""
+    import torch  # loaded already: the caller holds tensors
+
     batch, num = local_rotmats.shape[0], local_rotmats.shape[1]
     offsets = offsets.expand(batch, -1, -1)
     glob: list[torch.Tensor | None] = [None] * num
@@ -73,6 +89,8 @@ def _fk_graph(
     root_trans: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One growing tensor in level order, one gather per level: the smallest exported graph."""
+    import torch  # loaded already: the caller holds tensors
+
     batch = local_rotmats.shape[0]
     offsets = offsets.expand(batch, -1, -1)
     levels, parent_slots, back = _level_plan(tuple(parents))
@@ -107,6 +125,8 @@ def forward_kinematics_offsets(
     Two equal implementations (tested against each other): eager torch is fastest with per-joint tensors, an
     exported ONNX graph is smallest (and ~25 % faster per step) with one gather per level.
     """
+    import torch  # loaded already: the caller holds tensors
+
     fk = _fk_graph if torch.onnx.is_in_onnx_export() else _fk_eager
     return fk(local_rotmats, offsets, parents, root_trans)
 

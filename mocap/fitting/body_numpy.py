@@ -1,8 +1,8 @@
-"""The network's body (`BuiltinBody`) for one person-frame in numpy, with the sparsity the Jacobians need.
+"""The network's body (`BuiltinBody`) in numpy, per person-frame or batched, with the sparsity the Jacobians need.
 
-The tables are read from a `BuiltinBody` instance (its buffers), so the refinement poses exactly the body the
-network's graph poses; FK is `mocap.kinematics.forward_kinematics_offsets_numpy`. Tests check `pose` against
-`BuiltinBody.forward`.
+The tables are `mocap.builtin_body.posing_tables()`, the float32 arrays `BuiltinBody` registers as its buffers,
+so the refinement poses exactly the body the network's graph poses, without torch; FK is
+`mocap.kinematics.forward_kinematics_offsets_numpy`. Tests check `pose` against `BuiltinBody.forward`.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mocap.builtin_body import posing_tables
 from mocap.kinematics import forward_kinematics_offsets_numpy
 from mocap.skeleton import NUM_JOINTS, NUM_KEYPOINTS, SMPL_PARENTS
 
@@ -33,12 +34,10 @@ class BodyTables:
 
 @functools.lru_cache(maxsize=1)
 def body_tables() -> BodyTables:
-    from mocap.body import BuiltinBody  # torch, once: the tables are the network body's own buffers
-
-    body = BuiltinBody()
-    as64 = lambda t: t.detach().double().numpy().copy()  # noqa: E731
-    anchor = body.kp_anchor.numpy().astype(np.int64)
-    frame = body.kp_frame.numpy().astype(np.int64)
+    body = posing_tables()
+    as64 = lambda a: a.astype(np.float64)  # noqa: E731
+    anchor = body["kp_anchor"].astype(np.int64)
+    frame = body["kp_frame"].astype(np.int64)
     ancestors = np.zeros((NUM_JOINTS, NUM_JOINTS), dtype=bool)  # [j, i]: i is a strict ancestor of j
     for j, p in enumerate(SMPL_PARENTS):
         if p >= 0:
@@ -50,10 +49,10 @@ def body_tables() -> BodyTables:
     chain = ancestors | np.eye(NUM_JOINTS, dtype=bool)
     chain[:, 0] = False
     return BodyTables(
-        rest_offsets=as64(body.rest_offsets[0]),
-        shape_basis=as64(body.shape_basis),
-        kp_delta=as64(body.kp_delta[0]),
-        kp_shape_basis=as64(body.kp_shape_basis),
+        rest_offsets=as64(body["rest_offsets"]),
+        shape_basis=as64(body["shape_basis"]),
+        kp_delta=as64(body["kp_delta"]),
+        kp_shape_basis=as64(body["kp_shape_basis"]),
         kp_anchor=anchor,
         kp_frame=frame,
         parents=np.asarray([max(p, 0) for p in SMPL_PARENTS], dtype=np.int64),
@@ -63,9 +62,9 @@ def body_tables() -> BodyTables:
 
 
 class PosedBody(NamedTuple):
-    joints: np.ndarray       # (24, 3) pelvis at the origin, the root rotation's frame (camera frame here)
-    keypoints: np.ndarray    # (21, 3)
-    glob: np.ndarray         # (24, 3, 3) global rotations
+    joints: np.ndarray       # (..., 24, 3) pelvis at the origin, the root rotation's frame (camera frame here)
+    keypoints: np.ndarray    # (..., 21, 3)
+    glob: np.ndarray         # (..., 24, 3, 3) global rotations
 
 
 def shaped(betas: np.ndarray, tables: BodyTables | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -77,12 +76,12 @@ def shaped(betas: np.ndarray, tables: BodyTables | None = None) -> tuple[np.ndar
 
 def pose(rotmats: np.ndarray, betas: np.ndarray, tables: BodyTables | None = None,
          shape: tuple[np.ndarray, np.ndarray] | None = None) -> PosedBody:
-    """rotmats (24, 3, 3) local (joint 0 = root), betas (10,) -> joints, keypoints, global rotations (float64).
-    shape: `shaped(betas)` when the caller poses one shape many times."""
+    """rotmats (..., 24, 3, 3) local (joint 0 = root), betas (10,) -> joints (..., 24, 3), keypoints (..., 21, 3),
+    global rotations (..., 24, 3, 3), float64. shape: `shaped(betas)` when the caller poses one shape many times."""
     t = tables or body_tables()
     offsets, delta = shape if shape is not None else shaped(betas, t)
     joints, glob = forward_kinematics_offsets_numpy(rotmats, offsets, SMPL_PARENTS)
-    keypoints = joints[t.kp_anchor] + (glob[t.kp_frame] @ delta[:, :, None])[..., 0]
+    keypoints = joints[..., t.kp_anchor, :] + (glob[..., t.kp_frame, :, :] @ delta[:, :, None])[..., 0]
     return PosedBody(joints, keypoints, glob)
 
 

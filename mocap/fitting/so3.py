@@ -1,9 +1,10 @@
 """Numpy-native SO(3) maps for the per-frame solver: exp, log and the left Jacobian.
 
-`mocap.rotations` is the project's rotation module; its numpy entry points run through torch, which costs
-~100-200 us per call on this CPU, more than a whole refinement iteration may take. These are the same maps
-(tests check `exp`/`log` agree with `mocap.rotations.axis_angle_to_matrix` / `matrix_to_axis_angle`), written
-directly in numpy, plus the left Jacobian that the Gauss-Newton steps need and `mocap.rotations` has no use for.
+`mocap.rotations` is the project's rotation module (numpy or torch); its forms are the ones an exported graph
+needs (series branches through `where`, the log through Shepperd's quaternion) and cost two to three times these
+closed forms per call, which a refinement iteration cannot spare. These are the same maps (tests check
+`exp`/`log` agree with `mocap.rotations.axis_angle_to_matrix` / `matrix_to_axis_angle`), plus the left Jacobian
+that the Gauss-Newton steps need and `mocap.rotations` has no use for.
 """
 from __future__ import annotations
 

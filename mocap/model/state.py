@@ -1,6 +1,8 @@
 """Names and shapes of the step model's inputs, state and outputs: one table for torch, ONNX and engines.
 
-Shapes exclude the leading batch dim (number of tracked people). Everything is float32.
+Shapes exclude the leading batch dim (number of tracked people). Everything is float32. Torch-free (so is its
+package's import, `mocap/model/__init__.py`): the live loop and `export.metadata.contract()` import it without
+torch.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import Any
 from .config import ModelConfig
 
 INPUT_NAMES: tuple[str, ...] = ("x", "omega")
+#: Width of omega: the camera's angular velocity as 6D of R_t R_{t-1}^T minus the identity's, per second.
+OMEGA_DIM = 6
 
 #: Layout of the input vector x: 21 keypoints x (u, v, visible) in bbox half-size units, the CLIFF terms that
 #: place the box in the camera's field of view ((cx - px) / f, (cy - py) / f, size / f), then (models with

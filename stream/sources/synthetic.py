@@ -3,8 +3,9 @@
 It lets the live loop, previews and tests run with no webcam and no detector: every frame carries exact
 2D keypoints (plus a little noise), a rendered image, and the ground truth (pose, translation, camera).
 The motion is one seamless cycle (start walking, one lap, stop, turn to the camera, wave, turn back),
-precomputed once with `mocap.body.BuiltinBody` and replayed forever; the camera may pan, and its angular
-velocity `true_omega` follows the omega convention of docs/design.md.
+precomputed once with the network's body (in numpy, `mocap.fitting.body_numpy`: the demo needs no torch) and
+replayed forever; the camera may pan, and its angular velocity `true_omega` follows the omega convention of
+docs/design.md.
 """
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ import time
 
 import cv2
 import numpy as np
-import torch
 
-from mocap.body import BuiltinBody
 from mocap.camera import default_intrinsics, project
+from mocap.fitting.body_numpy import pose
 from mocap.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_rot6d
 from mocap.skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_EDGES, KEYPOINT_NAMES, NUM_BETAS, SMPL_JOINT_NAMES
 from stream.sources.base import Frame, Pacer, Source
@@ -106,11 +106,9 @@ class WalkWaveMotion:
         rot[:, 0] = _ry(tangent + w * to_camera) @ _ry(4.0 * s * sin_g)
         return matrix_to_axis_angle(rot).astype(np.float32)
 
-    def trans_and_keypoints(self, body: BuiltinBody, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def trans_and_keypoints(self, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """betas (10,) -> trans (N, 3) world pelvis and keypoints (N, 21, 3) world, with feet on the floor."""
-        with torch.no_grad():
-            out = body(torch.from_numpy(self.pose_aa), torch.from_numpy(betas[None].astype(np.float32)))
-        kp = out.keypoints.numpy().astype(np.float64)  # pelvis at the origin
+        kp = pose(axis_angle_to_matrix(self.pose_aa), betas).keypoints  # (N, 21, 3) float64, pelvis at the origin
         lowest = kp[:, list(FOOT_KEYPOINT_IDS), 1].min(axis=1)  # (N,)
         trans = np.stack([self.radius * np.sin(self.theta), -lowest, self.radius * np.cos(self.theta)], -1)
         return trans, kp + trans[:, None, :]
@@ -128,7 +126,7 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 class SyntheticSource(Source):
-    """Procedural walk + wave of BuiltinBody seen by a virtual camera; deterministic for a given seed.
+    """Procedural walk + wave of the built-in body seen by a virtual camera; deterministic for a given seed.
 
     size: image (W, H); intrinsics default to `mocap.camera.default_intrinsics` (f = sqrt(W^2 + H^2)).
     camera_distance/camera_height: camera position on +Z looking at the circle's centre at pelvis height
@@ -154,7 +152,7 @@ class SyntheticSource(Source):
         self.betas = (np.clip(rng.normal(0.0, 0.7, NUM_BETAS), -2.0, 2.0) if betas is None
                       else np.asarray(betas, dtype=np.float64).reshape(NUM_BETAS))
         self.motion = WalkWaveMotion(fps=self._fps)
-        self._trans, self._kp_world = self.motion.trans_and_keypoints(BuiltinBody(), self.betas)
+        self._trans, self._kp_world = self.motion.trans_and_keypoints(self.betas)
         self.K = np.asarray(default_intrinsics(*self._size), dtype=np.float64)
         self.cam_position = np.array([0.0, camera_height, camera_distance])
         pelvis_height = float(self._trans[:, 1].mean())
