@@ -1,4 +1,4 @@
-"""The causal model: step == sequence, state handling, checkpoints."""
+"""The causal model: one path in two layouts (step == sequence), state handling, checkpoints."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,14 @@ import torch
 
 from mocap.data.motion_bank import MotionWindows
 from mocap.data.synth import SyntheticGenerator
-from mocap.model import CausalMocap, CheckpointError, ModelConfig, OUTPUT_NAMES, load_model, save_checkpoint
+from safetensors.torch import load_file
+
+from mocap.model import (
+    DEFAULT_CHECKPOINT, OUTPUT_NAMES, OUTPUT_SHAPES, CausalMocap, CheckpointError, ModelConfig, load_model,
+    save_checkpoint,
+)
+from mocap.model.checkpoint import load_checkpoint_meta
+from mocap.model.network import TRAINING_OUTPUT_SHAPES
 from mocap.rotations import axis_angle_to_matrix
 
 
@@ -37,7 +44,7 @@ def test_step_equals_sequence(sample: dict[str, torch.Tensor], kind: str) -> Non
         p.data.add_(0.05 * torch.randn_like(p))
     x, omega = sample["x"], sample["omega"]
     with torch.no_grad():
-        seq, seq_state = model.forward_sequence(x, omega)
+        seq, _, seq_state = model.sequence(x, omega)
         state = model.initial_state(x.shape[0])
         steps = []
         for t in range(x.shape[1]):
@@ -48,6 +55,31 @@ def test_step_equals_sequence(sample: dict[str, torch.Tensor], kind: str) -> Non
         assert torch.allclose(stepped, seq[name], atol=1e-5, rtol=0), (name, (stepped - seq[name]).abs().max())
     for name, value in state.items():
         assert torch.allclose(value, seq_state[name], atol=1e-5), name
+
+
+def test_step_outputs_and_training_outputs_are_apart(sample: dict[str, torch.Tensor]) -> None:
+    """The step returns exactly the contract's outputs; the window adds the losses' extras in their own dict."""
+    model = CausalMocap().eval()
+    x, omega = sample["x"][:, :5], sample["omega"][:, :5]
+    with torch.no_grad():
+        out, state = model.step(x[:, 0], omega[:, 0], model.initial_state(3))
+        seq = model.sequence(x, omega)
+        flat, _ = model.forward_sequence(x, omega)
+    assert tuple(out) == OUTPUT_NAMES and tuple(seq.outputs) == OUTPUT_NAMES
+    assert tuple(seq.training) == tuple(TRAINING_OUTPUT_SHAPES)
+    for name, shape in OUTPUT_SHAPES.items():
+        assert out[name].shape == (3,) + shape and seq.outputs[name].shape == (3, 5) + shape, name
+    for name, shape in TRAINING_OUTPUT_SHAPES.items():
+        assert seq.training[name].shape == (3, 5) + shape, name
+    assert flat.keys() == seq.outputs.keys() | seq.training.keys()
+    assert state.keys() == seq.state.keys() == model.initial_state(1).keys()
+
+
+def test_shipped_checkpoint_fits_the_module_tree() -> None:
+    """The weights' names and shapes are the checkpoint format: restructuring the code must not rename them."""
+    model = CausalMocap(ModelConfig.from_dict(load_checkpoint_meta(DEFAULT_CHECKPOINT)["config"]))
+    shipped = load_file(str(DEFAULT_CHECKPOINT))
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {k: tuple(v.shape) for k, v in shipped.items()}
 
 
 def test_sequence_can_be_split_into_chunks(sample: dict[str, torch.Tensor]) -> None:

@@ -8,7 +8,8 @@ from torch import nn
 class MotionEncoder(nn.Module):
     """Unidirectional GRU over per-frame features (WHAM's motion encoder, causal by construction).
 
-    x: (B, T, input_dim) -> context (B, T, hidden); h: (B, layers, hidden) batch-first state.
+    x: (B, T, input_dim) -> context (B, T, hidden); h: (B, layers, hidden) batch-first state. Training runs a
+    whole window through the GRU at once, the streaming step a window of one frame: the same weights and op.
     """
 
     def __init__(self, input_dim: int, hidden: int, layers: int) -> None:

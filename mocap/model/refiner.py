@@ -1,5 +1,11 @@
-"""Contact-aware root velocity and world-translation integration (causal, stateful)."""
+"""Contact-aware root velocity and world-translation integration, shared by the step and the training graph.
+
+Everything but the integration is memory-free and takes any leading dims; `integrate` is one frame of the
+recurrence, which the training graph scans over its window.
+"""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -9,52 +15,51 @@ def contact_weights(contact: torch.Tensor, threshold: float) -> torch.Tensor:
     return ((contact - threshold) / (1.0 - threshold)).clamp(0.0, 1.0)
 
 
-def refine_and_integrate(
-    feet_rel: torch.Tensor,      # (B, T, 4, 3) foot points minus pelvis, world axes
-    vel_net: torch.Tensor,       # (B, T, 3) network root velocity, world axes, m/frame
-    contact: torch.Tensor,       # (B, T, 4) contact probabilities
-    prev_feet: torch.Tensor,     # (B, 4, 3) state: feet_rel of the previous frame
+class ContactBlend(NamedTuple):
+    """How a frame's root velocity mixes the network's with the feet's."""
+    keep: torch.Tensor   # (..., 1) weight of the network velocity: 1 - the strongest contact weight
+    pull: torch.Tensor   # (..., 4) weight of each foot's pinned velocity: that strength x the foot's share
+
+
+def contact_blend(contact: torch.Tensor, threshold: float) -> ContactBlend:
+    """contact: (..., 4) probabilities."""
+    w = contact_weights(contact, threshold)
+    strength = w.max(-1, keepdim=True).values
+    return ContactBlend(1.0 - strength, strength * w / w.sum(-1, keepdim=True).clamp_min(1e-6))
+
+
+def root_velocity(
+    feet_rel: torch.Tensor,      # (..., 4, 3) foot points minus pelvis, world axes
+    prev_feet: torch.Tensor,     # (..., 4, 3) the same one frame earlier
+    vel_net: torch.Tensor,       # (..., 3) network root velocity, world axes, m/frame
+    blend: ContactBlend,
+) -> torch.Tensor:
+    """(..., 3): a foot in contact stays put, so the root moves by prev_feet - feet_rel; the network velocity fills
+    in when no foot is in contact, blended by the strongest contact weight."""
+    return blend.keep * vel_net + (blend.pull[..., None] * (prev_feet - feet_rel)).sum(-2)
+
+
+def start_position(feet_rel: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 3) -> (..., 3): where a track's first frame is placed, (0, h, 0) with the lowest foot point on the
+    floor (y = 0)."""
+    height = -feet_rel[..., 1].min(-1, keepdim=True).values
+    return torch.cat((torch.zeros_like(height), height, torch.zeros_like(height)), dim=-1)
+
+
+def integrate(
+    vel: torch.Tensor,           # (B, 3) this frame's root velocity
+    start: torch.Tensor,         # (B, 3) `start_position` of this frame
     prev_trans: torch.Tensor,    # (B, 3) state: previous world pelvis position
     initialized: torch.Tensor,   # (B, 1) state: 1 once a frame has been integrated
-    threshold: float,
 ) -> torch.Tensor:
-    """World pelvis positions (B, T, 3).
-
-    A foot in contact stays put: the root moves by feet_rel(t-1) - feet_rel(t). The network velocity fills in
-    when no foot is in contact, blended by the strongest contact weight. The first frame of a track starts at
-    (0, h, 0) with h putting the lowest foot point on the floor (y = 0).
-    """
-    feet_prev = torch.cat((prev_feet[:, None], feet_rel[:, :-1]), dim=1)       # (B, T, 4, 3)
-    pinned = feet_prev - feet_rel                                                # (B, T, 4, 3)
-    w = contact_weights(contact, threshold)                                     # (B, T, 4)
-    w_sum = w.sum(-1, keepdim=True)                                             # (B, T, 1)
-    vel_contact = (w[..., None] * pinned).sum(-2) / w_sum.clamp_min(1e-6)       # (B, T, 3)
-    strength = w.max(-1, keepdim=True).values
-    vel = (1.0 - strength) * vel_net + strength * vel_contact                   # (B, T, 3)
-
-    height0 = -feet_rel[:, 0, :, 1].min(-1, keepdim=True).values                # (B, 1)
-    start = torch.cat((torch.zeros_like(height0), height0, torch.zeros_like(height0)), dim=-1)
-    # Frame 0 of a fresh track has no previous frame: it is placed, not moved.
-    first = initialized * (prev_trans + vel[:, 0]) + (1.0 - initialized) * start  # (B, 3)
-    rest = torch.cumsum(vel[:, 1:], dim=1)                                       # (B, T-1, 3)
-    return torch.cat((first[:, None], first[:, None] + rest), dim=1)
+    """World pelvis position (B, 3) after this frame: moved by vel, or placed at `start` on a track's first frame."""
+    return initialized * (prev_trans + vel) + (1.0 - initialized) * start
 
 
 def refine_and_integrate_step(
-    feet_rel: torch.Tensor,      # (B, 4, 3)
-    vel_net: torch.Tensor,       # (B, 3)
-    contact: torch.Tensor,       # (B, 4)
-    prev_feet: torch.Tensor,     # (B, 4, 3)
-    prev_trans: torch.Tensor,    # (B, 3)
-    initialized: torch.Tensor,   # (B, 1)
-    threshold: float,
+    feet_rel: torch.Tensor, vel_net: torch.Tensor, contact: torch.Tensor, prev_feet: torch.Tensor,
+    prev_trans: torch.Tensor, initialized: torch.Tensor, threshold: float,
 ) -> torch.Tensor:
-    """One frame of `refine_and_integrate` (the streaming graph: no time axis, no cumsum). Returns (B, 3)."""
-    pinned = prev_feet - feet_rel                                               # (B, 4, 3)
-    w = contact_weights(contact, threshold)                                     # (B, 4)
-    vel_contact = (w[..., None] * pinned).sum(-2) / w.sum(-1, keepdim=True).clamp_min(1e-6)
-    strength = w.max(-1, keepdim=True).values
-    vel = (1.0 - strength) * vel_net + strength * vel_contact
-    height0 = -feet_rel[:, :, 1].min(-1, keepdim=True).values
-    start = torch.cat((torch.zeros_like(height0), height0, torch.zeros_like(height0)), dim=-1)
-    return initialized * (prev_trans + vel) + (1.0 - initialized) * start
+    """The whole refiner for one frame: feet (B, 4, 3), vel_net (B, 3), contact (B, 4) and state -> (B, 3)."""
+    vel = root_velocity(feet_rel, prev_feet, vel_net, contact_blend(contact, threshold))
+    return integrate(vel, start_position(feet_rel), prev_trans, initialized)

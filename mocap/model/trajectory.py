@@ -8,7 +8,7 @@ from ..rotations import rot6d_to_matrix
 
 
 class TrajectoryDecoder(nn.Module):
-    """One recurrent step per frame (it consumes its own previous output, so it always runs step by step).
+    """One recurrent step per frame: it consumes its own previous output, so both time layouts scan it frame by frame.
 
     Returns world root orientation (B, 3, 3) / 6D (B, 6) and root velocity in the root frame (B, 3) in m/frame.
     """
