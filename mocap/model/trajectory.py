@@ -18,9 +18,10 @@ class TrajectoryDecoder(nn.Module):
         if layers != 1:
             raise ValueError("the trajectory decoder is a single GRU cell (traj_layers=1)")
         self.rnn = nn.GRUCell(context_dim + 6 + 6 + 6, hidden)
-        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 6 + 3))
-        nn.init.zeros_(self.head[-1].bias)
-        self.head[-1].weight.data.mul_(0.01)
+        out = nn.Linear(hidden, 6 + 3)
+        nn.init.zeros_(out.bias)
+        out.weight.data.mul_(0.01)   # starts near "keep the previous orientation, stand still"
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), out)
 
     def forward(
         self,
