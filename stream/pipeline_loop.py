@@ -33,13 +33,14 @@ from mocap.fitting import TrackState, refine_step
 from mocap.fitting.reprojection import reprojection_error
 from mocap.model.state import X_KEYPOINTS
 from stream.detector.base import Detection
-from stream.loop import FrameReport, LiveLoop, ModelStep
+from stream.loop import FrameReport, LiveLoop, ModelStep, StageStats
 from stream.pipeline import Latest, StageThread, wait_all
 from stream.pipeline_people import PeopleModel
 from stream.pipeline_world import SharedWorld
 from stream.pose_frame import model_label, pose_message, status_message
 from stream.protocol import PoseMessage
 from stream.sources.base import Frame
+from stream.stage_clock import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class KeypointPacket:
     ended: list[int]
     stages: dict[str, float]
     t_keypoints: float
+    cpu: dict[str, float] = field(default_factory=dict)   # thread-CPU ms per stage (wall ms are in `stages`)
 
 
 class MultiPersonLoop(LiveLoop):
@@ -87,6 +89,7 @@ class MultiPersonLoop(LiveLoop):
         self._slots: dict[str, Latest] = {}
         self._detector_takes_t = self._takes_t(detector)
         self._last_read: float | None = None  # monotonic time of the capture thread's last frame
+        self._cpu_timings = StageStats(kwargs.get("stats_window", 18000))  # thread-CPU ms per stage
 
     @staticmethod
     def _takes_t(detector: Any) -> bool:
@@ -115,10 +118,13 @@ class MultiPersonLoop(LiveLoop):
 
     def _keypoint_stage(self, frame: Frame) -> KeypointPacket:
         stages, size, K = self._begin_frame(frame)
-        tic = time.perf_counter()
+        clock = StageClock(stages)
         detections = self._detect(frame)
-        stages["detect"] = (time.perf_counter() - tic) * 1e3
-        tic = time.perf_counter()
+        clock.stop("detect")
+        if frame.keypoints is None:  # the detector ran: its own split of the CPU time
+            for part, ms in (getattr(self.detector, "last_info", None) or {}).get("cpu_ms", {}).items():
+                clock.cpu[f"detect.{part}"] = ms
+        clock.start()
         results = self.tracker.update(detections, size, self._clock_of(frame))
         ended = list(getattr(self.tracker, "ended", []))
         xs: dict[int, np.ndarray] = {}
@@ -127,8 +133,8 @@ class MultiPersonLoop(LiveLoop):
                 x = self._normalize(r, K)
                 if x is not None:
                     xs[int(r.track_id)] = x
-        stages["track"] = (time.perf_counter() - tic) * 1e3
-        return KeypointPacket(frame, size, K, results, xs, ended, stages, time.monotonic())
+        clock.stop("track")
+        return KeypointPacket(frame, size, K, results, xs, ended, stages, time.monotonic(), clock.cpu)
 
     def _start_person(self, track: int) -> _Person:
         self.people.start(track)
@@ -171,10 +177,10 @@ class MultiPersonLoop(LiveLoop):
         frame, stages, K = p.frame, p.stages, p.K
         seen = [r for r in p.results if int(r.track_id) in p.xs]
         main = max(seen, key=lambda r: float(r.bbox[2])) if seen else None
-        tic = time.perf_counter()
+        clock = StageClock(stages, p.cpu)
         self._step_clock = self._clock_of(frame)
         omega = self._omega(frame, main.bbox if main is not None else None)
-        stages["camera_motion"] = (time.perf_counter() - tic) * 1e3
+        clock.stop("camera_motion")
 
         reset = False
         for track in p.ended:
@@ -204,7 +210,7 @@ class MultiPersonLoop(LiveLoop):
             fed[track] = self._interval(person, x)
             posed.append(r)
 
-        tic = time.perf_counter()
+        clock.start()
         outputs: dict[int, dict[str, np.ndarray]] = {}
         before: dict[int, dict[str, np.ndarray]] = {}
         try:
@@ -218,13 +224,13 @@ class MultiPersonLoop(LiveLoop):
             failed = list(fed)
         for track in failed:
             self._forget(track)
-        stages["model"] = (time.perf_counter() - tic) * 1e3
+        clock.stop("model")
         if self.refine is not None and outputs:
-            tic = time.perf_counter()
+            clock.start()
             self._refine_all(posed, outputs, before, K)
-            stages["refine"] = (time.perf_counter() - tic) * 1e3
+            clock.stop("refine")
 
-        tic = time.perf_counter()
+        clock.start()
         model = model_label(self.engine.model_id, getattr(self.engine, "generation", 0))
         motion = self._motion_used
         messages: dict[int, PoseMessage] = {}
@@ -244,7 +250,7 @@ class MultiPersonLoop(LiveLoop):
             messages[-1] = msg
             self._send(msg)
         t_published = time.monotonic()
-        stages["publish"] = (time.perf_counter() - tic) * 1e3
+        clock.stop("publish")
         self._people_per_frame[sum(int(r.track_id) in outputs for r in posed)] += 1
 
         main_track = int(main.track_id) if main is not None else None
@@ -263,6 +269,8 @@ class MultiPersonLoop(LiveLoop):
         stages["latency"] = (t_published - frame.t_capture) * 1e3
         for stage, ms in stages.items():
             self._timings.add(stage, ms)
+        for stage, ms in clock.cpu.items():
+            self._cpu_timings.add(stage, ms)
         self._t_last = t_published
         if main_track is not None:
             self._last_track = main_track
@@ -378,7 +386,7 @@ class MultiPersonLoop(LiveLoop):
                 if max_frames is not None and read >= max_frames:
                     self.stop_reason = self.stop_reason or "max_frames"
                     break
-                t0 = time.perf_counter()
+                clock = StageClock()
                 try:
                     frame = self.source.read(self.read_timeout)
                 except Exception as exc:
@@ -399,7 +407,9 @@ class MultiPersonLoop(LiveLoop):
                     continue
                 read += 1
                 self._last_read = time.monotonic()
-                self._timings.add("read", (time.perf_counter() - t0) * 1e3)
+                clock.stop("read")
+                self._timings.add("read", clock.wall["read"])
+                self._cpu_timings.add("read", clock.cpu["read"])
                 self._max_seq = frame.seq if self._max_seq is None else max(self._max_seq, frame.seq)
                 if self._first_seq is None:
                     self._first_seq = frame.seq
@@ -424,6 +434,7 @@ class MultiPersonLoop(LiveLoop):
             "max_people": getattr(self.tracker, "max_people", 1),
         }
         out["pipelined"] = self.pipelined
+        out["stages_cpu_ms"] = self._cpu_timings.summary()
         if self._slots:
             out["slot_dropped"] = {name: slot.dropped for name, slot in self._slots.items()}
         return out

@@ -87,7 +87,67 @@ def test_heatmap_refinement_and_nms() -> None:
     assert np.allclose(merged[0][1], 0.6 * 2.0 / 1.5) and np.allclose(merged[1][0], boxes[2])
 
 
+def _refine_one_by_one(xy: np.ndarray, hm: np.ndarray, kernel: int = 7, min_confidence: float = 0.5) -> np.ndarray:
+    """The heatmap refinement's definition, one point at a time (MediaPipe's RefineLandmarksFromHeatmap)."""
+    hh, wh, _ = hm.shape
+    out = xy.copy()
+    r = (kernel - 1) // 2
+    for i, (x, y) in enumerate(xy):
+        col, row = int(np.floor(x * wh)), int(np.floor(y * hh))
+        if not (0 <= col < wh and 0 <= row < hh):
+            continue
+        r0, r1, c0, c1 = max(0, row - r), min(hh, row + r + 1), max(0, col - r), min(wh, col + r + 1)
+        conf = 1.0 / (1.0 + np.exp(-hm[r0:r1, c0:c1, i].astype(np.float64)))
+        if conf.sum() > 0 and conf.max() >= min_confidence:
+            rows, cols = np.mgrid[r0:r1, c0:c1]
+            out[i] = ((conf * cols).sum() / conf.sum() / wh, (conf * rows).sum() / conf.sum() / hh)
+    return out
+
+
+def test_heatmap_refinement_gathers_every_window_at_once_as_the_per_point_definition() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        hm = (3.0 * rng.standard_normal((64, 64, 39)) - 1.0).astype(np.float32)
+        xy = rng.uniform(-0.1, 1.1, (39, 2))      # some off the map, some in the border windows
+        xy[:4] = [[0.0, 0.0], [0.999, 0.999], [0.5, 1.0], [-1e-9, 0.5]]
+        assert np.allclose(refine_from_heatmap(xy, hm), _refine_one_by_one(xy, hm), rtol=0, atol=1e-12)
+    xy[5] = np.nan                                  # a non-finite point stays as it is
+    out = refine_from_heatmap(xy, hm)
+    assert np.isnan(out[5]).all() and np.isfinite(out[6:]).all()
+
+
+def test_downscale_is_close_to_area_resampling_at_any_factor() -> None:
+    from stream.detector.blazepose_multi import downscale
+
+    rng = np.random.default_rng(4)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (400, 700, 3), dtype=np.uint8), (0, 0), 3.0)
+    for w, h in ((1768, 994), (1080, 1920), (700, 400)):
+        image = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
+        size = (640, round(h * 640 / w))
+        fast = downscale(image, size)
+        area = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        assert fast.shape == area.shape and fast.dtype == np.uint8
+        assert np.abs(fast.astype(float) - area).mean() < 1.5
+
+
 # ------------------------------------------------------------------------------------------- real models
+@needs_runtime
+def test_pruned_landmark_network_keeps_its_other_outputs_bit_identical() -> None:
+    from stream.detector.blazepose_multi import (
+        LANDMARK_MODEL, UNUSED_LANDMARK_OUTPUTS, TfliteModel, mediapipe_model,
+    )
+
+    path = mediapipe_model(LANDMARK_MODEL)
+    full, pruned = TfliteModel(path), TfliteModel(path, drop_outputs=UNUSED_LANDMARK_OUTPUTS)
+    assert set(pruned._by_shape) == set(full._by_shape) - set(UNUSED_LANDMARK_OUTPUTS)
+    crop = np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    ref = full(crop.astype(np.float32)[None] * (1.0 / 255.0))
+    pruned.run_image(crop, 1.0 / 255.0)          # written in place into the interpreter's input
+    for shape in pruned._by_shape:
+        assert np.array_equal(pruned.output(shape), ref[shape]), shape
+    assert np.array_equal(pruned.output((1, 195), copy=False), ref[(1, 195)])
+
+
 @needs_runtime
 @pytest.mark.skipif(not FRAME.is_file(), reason="needs ../shared/data/images/sports2d_demo_middle_f0115.png")
 def test_agrees_with_mediapipe_single_person_on_a_real_frame() -> None:

@@ -11,6 +11,12 @@ Numerics (anchors, decoding, crops, heatmap refinement): `stream/detector/blazep
 
 Runtime: LiteRT (`ai-edge-litert`, XNNPACK on CPU). tflite2onnx 0.4.1 cannot convert either model (the
 detector uses the DENSIFY op, the landmark model's PAD fails), so onnxruntime is not an option here.
+What it costs (BENCHMARKS.md, issue 13): the landmark network is loaded without its unused segmentation
+branch (`stream.detector.tflite_prune`: -35 % CPU per crop, the same landmarks); inputs are written into the
+interpreter's tensors in place, and the heatmap refinement reads only the 39 windows it needs. The landmark
+network (~11 ms of CPU per person on the shared 2-core machine) is then most of the cost; the wheel ships
+only its "full" variant (lite and heavy are downloads). Frames are shrunk by INTER_AREA as the single-person
+path does; the cheaper `downscale` is the `fast_resize` option.
 
 Output: one `Detection` per followed person (`.slot` = the crop's id, a hint for the tracker, not an identity),
 21 keypoints mapped as in `stream/detector/mediapipe_pose.py`, confidence = landmark visibility. With
@@ -20,6 +26,7 @@ Output: one `Detection` per followed person (`.slot` = the crop's id, a hint for
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +36,38 @@ import numpy as np
 
 from stream.detector.base import Detection, Detector, bbox_of_visible, check_image
 from stream.detector.blazepose_multi_ops import (
-    DETECTOR_INPUT, LANDMARK_INPUT, POSE_LANDMARKS, Landmarks, Roi, crop_affine, decode_detections,
+    DETECTOR_INPUT, LANDMARK_INPUT, POSE_LANDMARKS, Landmarks, Letterbox, Roi, crop_affine, decode_detections,
     decode_landmarks, letterbox, roi_from_points, ssd_anchor_centres,
 )
 from stream.detector.mediapipe_pose import BLAZEPOSE_TO_KEYPOINTS
+from stream.detector.tflite_prune import prune_outputs
+from stream.stage_clock import StageClock
 from stream.tracker import OneEuroFilter
 
 DETECTOR_MODEL = "modules/pose_detection/pose_detection.tflite"
 LANDMARK_MODEL = "modules/pose_landmark/pose_landmark_full.tflite"
+log = logging.getLogger(__name__)
+
+_HEATMAPS = (1, 64, 64, 39)
+#: Landmark-network outputs the detector never reads (segmentation mask, world landmarks): pruned at load.
+UNUSED_LANDMARK_OUTPUTS: tuple[tuple[int, ...], ...] = ((1, 256, 256, 1), (1, 117))
 _INSTALL_HINT = ('BlazePoseMultiDetector needs mediapipe (for its weights) and ai-edge-litert: '
                  'pip install "livemocap[live]"')
+
+
+def downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """image shrunk to size (W, H): area-averaged by the largest whole factor, then bilinear for the rest (< 2x).
+
+    Why not one INTER_AREA resize: at a fractional factor (1768 -> 640 px is 2.76x) OpenCV's area resampling
+    costs 7-15 ms of CPU per frame, at a whole factor ~1 ms; the bilinear remainder aliases little below 2x.
+    """
+    h, w = image.shape[:2]
+    k = min(w // size[0], h // size[1])
+    if k >= 2:
+        image = cv2.resize(image, (w // k, h // k), interpolation=cv2.INTER_AREA)
+        if image.shape[1] == size[0] and image.shape[0] == size[1]:
+            return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def mediapipe_model(relative: str) -> Path:
@@ -53,14 +82,27 @@ def mediapipe_model(relative: str) -> Path:
 
 
 class TfliteModel:
-    """One .tflite network on LiteRT's CPU interpreter: float32 NHWC in, outputs keyed by their shape."""
+    """One .tflite network on LiteRT's CPU interpreter: float32 NHWC in, outputs keyed by their shape.
 
-    def __init__(self, path: Path, num_threads: int = 1) -> None:
+    `run_image` writes a uint8 image straight into the interpreter's input tensor (scaled), and `output`
+    reads an output in place: no per-call float copies of the 0.6-0.8 MB input or the 0.6 MB
+    landmark heatmaps. Views of the interpreter's tensors must be dropped before the next invoke (LiteRT
+    refuses to run while one is held), so `output(copy=False)` is for reading within one call only.
+    """
+
+    def __init__(self, path: Path, num_threads: int = 1, drop_outputs: tuple[tuple[int, ...], ...] = ()) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
-        self.interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
+        content = None
+        if drop_outputs:
+            try:
+                content = prune_outputs(path, drop_outputs)
+            except Exception as exc:  # an older wheel without the schema module: run the whole model
+                log.warning("%s: running every output (pruning failed: %s: %s)", path.name, type(exc).__name__, exc)
+        self.interpreter = (Interpreter(model_content=content, num_threads=int(num_threads)) if content is not None
+                            else Interpreter(model_path=str(path), num_threads=int(num_threads)))
         self.interpreter.allocate_tensors()
         inp = self.interpreter.get_input_details()
         if len(inp) != 1:
@@ -69,11 +111,27 @@ class TfliteModel:
         self.input_shape = tuple(int(d) for d in inp[0]["shape"])
         self._outputs = [(o["index"], tuple(int(d) for d in o["shape"])) for o in self.interpreter.get_output_details()]
 
+        self._by_shape = {shape: index for index, shape in self._outputs}
+
     def __call__(self, x: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
         """x: input_shape float32 -> {output shape: array} (every output of these models has its own shape)."""
         self.interpreter.set_tensor(self._input, x)
         self.interpreter.invoke()
         return {shape: self.interpreter.get_tensor(index) for index, shape in self._outputs}
+
+    def run_image(self, image: np.ndarray, scale: float, offset: float = 0.0) -> None:
+        """Invoke on image (H, W, C) uint8 (C-contiguous) * scale + offset (float32, written in place)."""
+        inp = self.interpreter.tensor(self._input)()
+        np.multiply(image[None], np.float32(scale), out=inp, dtype=np.float32)
+        if offset:
+            inp += np.float32(offset)
+        del inp
+        self.interpreter.invoke()
+
+    def output(self, shape: tuple[int, ...], copy: bool = True) -> np.ndarray:
+        """The last invoke's output of this shape (a view into the interpreter when copy=False)."""
+        index = self._by_shape[shape]
+        return self.interpreter.get_tensor(index) if copy else self.interpreter.tensor(index)()
 
 
 @dataclass
@@ -107,6 +165,12 @@ class BlazePoseMultiDetector(Detector):
         crop's side, at a similar size, is the same person.
     smooth: MediaPipe's landmark / visibility filters; fps: clock for them when `detect` gets no `t`.
     num_threads: XNNPACK threads per network (1 leaves the other core to the rest of the loop).
+    fast_resize: shrink frames by a whole-factor area average plus a bilinear remainder (`downscale`, 1-2 ms
+        of CPU) instead of one fractional-factor INTER_AREA resize (the single-person path's: 4-7 ms on the
+        calling thread plus as much on OpenCV's). Off by default: it moves landmarks by ~0.5-1 px, and on
+        sports2d that was enough to let one 2-frame ghost track through (BENCHMARKS.md, issue 13).
+    prune: load the landmark network without the outputs it never reads (`stream.detector.tflite_prune`:
+        the segmentation mask; ~35 % less CPU per crop, the landmarks unchanged).
     """
 
     name = "blazepose-multi-full"
@@ -114,7 +178,8 @@ class BlazePoseMultiDetector(Detector):
     def __init__(self, max_people: int = 4, *, input_width: int | None = 640, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, redetect_every: int = 10, same_person: float = 0.25,
                  smooth: bool = True, heatmap_refine: bool = True, num_threads: int = 1, fps: float = 30.0,
-                 detector_model: str | Path | None = None, landmark_model: str | Path | None = None) -> None:
+                 detector_model: str | Path | None = None, landmark_model: str | Path | None = None,
+                 prune: bool = True, fast_resize: bool = False) -> None:
         if max_people < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people}")
         if input_width is not None and input_width < 64:
@@ -125,17 +190,25 @@ class BlazePoseMultiDetector(Detector):
         self.min_detection_confidence = float(min_detection_confidence)
         self.min_tracking_confidence = float(min_tracking_confidence)
         self.redetect_every, self.same_person, self.smooth = int(redetect_every), float(same_person), smooth
-        self.heatmap_refine, self.fps = heatmap_refine, float(fps)
+        self.heatmap_refine, self.fps, self.fast_resize = heatmap_refine, float(fps), fast_resize
         self._det = TfliteModel(Path(detector_model or mediapipe_model(DETECTOR_MODEL)), num_threads)
-        self._lm = TfliteModel(Path(landmark_model or mediapipe_model(LANDMARK_MODEL)), num_threads)
+        self._lm = TfliteModel(Path(landmark_model or mediapipe_model(LANDMARK_MODEL)), num_threads,
+                               UNUSED_LANDMARK_OUTPUTS if prune else ())
         if self._det.input_shape != (1, DETECTOR_INPUT, DETECTOR_INPUT, 3):
             raise ValueError(f"person detector input {self._det.input_shape}, expected (1, 224, 224, 3)")
         if self._lm.input_shape != (1, LANDMARK_INPUT, LANDMARK_INPUT, 3):
             raise ValueError(f"landmark model input {self._lm.input_shape}, expected (1, 256, 256, 3)")
         self._anchors = ssd_anchor_centres()
+        outputs = [shape for _, shape in self._det._outputs]
+        self._det_boxes = next(s for s in outputs if s[-1] == 12)
+        self._det_scores = next(s for s in outputs if s[-1] == 1)
+        self._heatmaps = heatmap_refine and _HEATMAPS in self._lm._by_shape
+        self._letterbox: tuple[Letterbox, np.ndarray] | None = None
+        self._crop = np.empty((LANDMARK_INPUT, LANDMARK_INPUT, 3), np.uint8)
         self._index = np.asarray(BLAZEPOSE_TO_KEYPOINTS)
         self._closed = False
-        #: what the last `detect` did (benches read it): detector runs, crops run, time of each (ms)
+        #: what the last `detect` did (benches read it): detector runs, crops run, people, and the thread-CPU ms
+        #: of its parts ("cpu_ms": prepare = downscale + colour, person_detector, landmarks = every crop, post)
         self.last_info: dict[str, Any] = {}
         self.reset()
 
@@ -158,20 +231,27 @@ class BlazePoseMultiDetector(Detector):
         check_image(image)
         t = self._frame / self.fps if t is None else float(t)
         self._frame += 1
+        self.last_info = {}
+        clock = StageClock()
         small, factor = self._downscale(image)
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        info: dict[str, Any] = {"detector_runs": 0, "crops": 0}
+        clock.stop("prepare")
+        info: dict[str, Any] = {"detector_runs": 0, "crops": 0, "cpu_ms": clock.cpu}
         want = (not self._slots or self._search > 0
                 or (len(self._slots) < self.max_people and self.redetect_every > 0
                     and self._since_detect >= self.redetect_every))
         self._since_detect += 1
+        clock.cpu["person_detector"] = 0.0  # every frame has the key: its mean is the cost per frame
         if want:
+            clock.start()
             self._add_new_people(rgb)
+            clock.stop("person_detector")
             info["detector_runs"] = 1
             self._since_detect = 0
             self._search = max(0, self._search - 1)
         found: list[tuple[_Slot, Landmarks]] = []
         lost = False
+        clock.start()
         for slot in self._slots:
             lm = self._landmarks(rgb, slot.roi)
             info["crops"] += 1
@@ -179,6 +259,8 @@ class BlazePoseMultiDetector(Detector):
                 found.append((slot, lm))
             elif slot.age > 0:  # an established person's crop was lost (a fresh detection that fails is not)
                 lost = True
+        clock.stop("landmarks")
+        clock.start()
         kept: list[_Slot] = []
         detections: list[Detection] = []
         for slot, lm in self._merge_duplicates(found, factor):
@@ -192,6 +274,7 @@ class BlazePoseMultiDetector(Detector):
         if lost:  # look for them on the next frames (they may reappear anywhere), as BlazePose's tracking mode
             self._search = max(1, self.redetect_every)
         info["people"] = len(detections)
+        clock.stop("post")
         self.last_info = info
         return sorted(detections, key=lambda d: -d.score)
 
@@ -201,20 +284,25 @@ class BlazePoseMultiDetector(Detector):
         if self.input_width is None or w <= self.input_width:
             return image, 1.0
         size = (self.input_width, max(1, round(h * self.input_width / w)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), w / self.input_width
+        small = (downscale(image, size) if self.fast_resize
+                 else cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        return small, w / self.input_width
 
-    def _add_new_people(self, rgb: np.ndarray) -> None:
+    def _add_new_people(self, image: np.ndarray) -> None:
         """Run the person detector; start a slot for each person no slot follows yet (best score first)."""
-        h, w = rgb.shape[:2]
+        h, w = image.shape[:2]
         box = letterbox(w, h)
-        inp = np.zeros((DETECTOR_INPUT, DETECTOR_INPUT, 3), np.uint8)
-        inp[box.pad_y:box.pad_y + box.height, box.pad_x:box.pad_x + box.width] = cv2.resize(
-            rgb, (box.width, box.height), interpolation=cv2.INTER_AREA)
-        x = inp.astype(np.float32)[None] * (2.0 / 255.0) - 1.0
-        outs = self._det(x)
-        boxes = next(v for s, v in outs.items() if s[-1] == 12)
-        scores = next(v for s, v in outs.items() if s[-1] == 1)
-        people = decode_detections(boxes[0], scores[0], self._anchors, box, self.min_detection_confidence)
+        if self._letterbox is None or self._letterbox[0] != box:  # the padding stays black: allocate it once
+            self._letterbox = (box, np.zeros((DETECTOR_INPUT, DETECTOR_INPUT, 3), np.uint8))
+        inp = self._letterbox[1]
+        cv2.resize(image, (box.width, box.height), dst=inp[box.pad_y:box.pad_y + box.height,
+                                                           box.pad_x:box.pad_x + box.width],
+                   interpolation=cv2.INTER_AREA)
+        self._det.run_image(inp, 2.0 / 255.0, -1.0)
+        boxes = self._det.output(self._det_boxes, copy=False)[0]
+        scores = self._det.output(self._det_scores, copy=False)[0]
+        people = decode_detections(boxes, scores, self._anchors, box, self.min_detection_confidence)
+        del boxes, scores  # views into the interpreter: never held across an invoke
         for person in people:
             if len(self._slots) >= self.max_people:
                 break
@@ -230,15 +318,17 @@ class BlazePoseMultiDetector(Detector):
         big, small = max(a.side, b.side), min(a.side, b.side)
         return d < self.same_person * big and big < 1.6 * small
 
-    def _landmarks(self, rgb: np.ndarray, roi: Roi) -> Landmarks:
-        crop = cv2.warpAffine(rgb, crop_affine(roi), (LANDMARK_INPUT, LANDMARK_INPUT),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=(0, 0, 0))
-        outs = self._lm(crop.astype(np.float32)[None] * (1.0 / 255.0))
-        raw = outs[(1, 195)][0]
-        presence = float(np.asarray(outs[(1, 1)]).reshape(-1)[0])
-        heat = outs.get((1, 64, 64, 39)) if self.heatmap_refine else None
-        return decode_landmarks(raw, presence, None if heat is None else heat[0], roi)
+    def _landmarks(self, image: np.ndarray, roi: Roi) -> Landmarks:
+        cv2.warpAffine(image, crop_affine(roi), (LANDMARK_INPUT, LANDMARK_INPUT), dst=self._crop,
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=(0, 0, 0))
+        self._lm.run_image(self._crop, 1.0 / 255.0)
+        raw = self._lm.output((1, 195))[0]
+        presence = float(self._lm.output((1, 1)).reshape(-1)[0])
+        heat = self._lm.output(_HEATMAPS, copy=False)[0] if self._heatmaps else None
+        lm = decode_landmarks(raw, presence, heat, roi)  # reads only the windows it needs from the heatmaps
+        del heat
+        return lm
 
     def _merge_duplicates(self, found: list[tuple[_Slot, Landmarks]], factor: float
                           ) -> list[tuple[_Slot, Landmarks]]:
@@ -303,4 +393,4 @@ class BlazePoseMultiDetector(Detector):
         return filt(points.reshape(-1), t, speed_scale=scale).reshape(points.shape)
 
 
-__all__ = ["BlazePoseMultiDetector", "CropDetection", "TfliteModel", "mediapipe_model"]
+__all__ = ["BlazePoseMultiDetector", "CropDetection", "TfliteModel", "downscale", "mediapipe_model"]

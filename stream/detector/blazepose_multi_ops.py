@@ -201,22 +201,33 @@ def refine_from_heatmap(xy_norm: np.ndarray, heatmap_logits: np.ndarray, kernel:
     """xy_norm (L, 2) crop-normalized points, heatmap_logits (Hh, Wh, L) -> refined (L, 2).
 
     Each point moves to the confidence-weighted mean cell (cell index / heatmap size) of the kernel window
-    around it, where the window's peak confidence reaches `min_confidence`; points off the heatmap stay."""
+    around it, where the window's peak confidence reaches `min_confidence`; points off the heatmap stay.
+    All windows are gathered at once (L x kernel x kernel values), so the heatmaps may be a view into the
+    interpreter: nothing else of them is read or copied."""
     hh, wh, n = heatmap_logits.shape
     if n != xy_norm.shape[0]:
         raise ValueError(f"heatmap has {n} channels for {xy_norm.shape[0]} landmarks")
     out = np.array(xy_norm, np.float64, copy=True)
-    col = np.floor(xy_norm[:, 0] * wh).astype(int)
-    row = np.floor(xy_norm[:, 1] * hh).astype(int)
-    r = (kernel - 1) // 2
-    for i in np.flatnonzero((col >= 0) & (col < wh) & (row >= 0) & (row < hh)):
-        r0, r1 = max(0, row[i] - r), min(hh, row[i] + r + 1)
-        c0, c1 = max(0, col[i] - r), min(wh, col[i] + r + 1)
-        conf = sigmoid(heatmap_logits[r0:r1, c0:c1, i].astype(np.float64))
-        total = conf.sum()
-        if total > 0 and conf.max() >= min_confidence:
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            out[i] = ((conf * cols).sum() / total / wh, (conf * rows).sum() / total / hh)
+    with np.errstate(invalid="ignore"):
+        col = np.floor(out[:, 0] * wh)
+        row = np.floor(out[:, 1] * hh)
+    on = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col < wh) & (row >= 0) & (row < hh)
+    if not on.any():
+        return out
+    idx = np.flatnonzero(on)
+    offsets = np.arange(kernel) - (kernel - 1) // 2
+    rows = row[idx].astype(int)[:, None] + offsets                                   # (m, k)
+    cols = col[idx].astype(int)[:, None] + offsets
+    inside = ((rows >= 0) & (rows < hh))[:, :, None] & ((cols >= 0) & (cols < wh))[:, None, :]   # (m, k, k)
+    logits = heatmap_logits[np.clip(rows, 0, hh - 1)[:, :, None], np.clip(cols, 0, wh - 1)[:, None, :],
+                            idx[:, None, None]]
+    conf = np.where(inside, sigmoid(logits.astype(np.float64)), 0.0)
+    total = conf.sum(axis=(1, 2))
+    good = (total > 0) & (conf.max(axis=(1, 2)) >= min_confidence)
+    safe = np.where(good, total, 1.0)
+    mean_col = (conf * cols[:, None, :]).sum(axis=(1, 2)) / safe / wh
+    mean_row = (conf * rows[:, :, None]).sum(axis=(1, 2)) / safe / hh
+    out[idx[good]] = np.stack([mean_col, mean_row], axis=1)[good]
     return out
 
 
