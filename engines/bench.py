@@ -26,7 +26,7 @@ from . import Engine, EngineLoadError, load
 def measure(engine: Engine, batch: int, steps: int, warmup: int, seed: int = 0) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     inputs = {"x": rng.standard_normal((batch, engine.input_shapes["x"][0])).astype(np.float32),
-              "omega": (0.1 * rng.standard_normal((batch, 6))).astype(np.float32)}
+              "omega": (0.1 * rng.standard_normal((batch, engine.input_shapes["omega"][0]))).astype(np.float32)}
     state = engine.initial_state(batch)
     for _ in range(warmup):
         _, state = engine.step(inputs, state)

@@ -18,7 +18,7 @@ from export.metadata import build_metadata, check_step_model, parse_metadata
 from mocap.camera import CONF_THRESHOLD
 from mocap.model import INPUT_NAMES, OUTPUT_NAMES, OUTPUT_SHAPES, CausalMocap, CheckpointError, load_model, state_shapes
 from mocap.model.checkpoint import resolve_checkpoint
-from mocap.model.state import state_output_name
+from mocap.model.state import OMEGA_DIM, state_output_name
 
 from .base import Arrays, Engine, EngineLoadError
 
@@ -99,7 +99,7 @@ class TorchEngine(Engine):
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"x": (self._model.config.input_dim,), "omega": (6,)}
+        return {"x": (self._model.config.input_dim,), "omega": (OMEGA_DIM,)}
 
     @property
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -147,7 +147,7 @@ class TorchEngine(Engine):
     def _capture(self, batch: int) -> _Graph:
         """Record one step at this batch size (called under the lock, inside inference_mode)."""
         static = {"x": torch.zeros(batch, self._model.config.input_dim, device=self._device),
-                  "omega": torch.zeros(batch, 6, device=self._device),
+                  "omega": torch.zeros(batch, OMEGA_DIM, device=self._device),
                   **self._model.initial_state(batch, self._device)}
         split = lambda s: (s["x"], s["omega"], {k: v for k, v in s.items() if k not in INPUT_NAMES})  # noqa: E731
         side = torch.cuda.Stream(self._device)

@@ -14,7 +14,7 @@ import torch
 from mocap.data.motion_bank import MotionBank, MotionWindows
 from mocap.data.synth import SyntheticGenerator
 from mocap.rotations import axis_angle_to_matrix
-from mocap.skeleton import SMPL_JOINT_NAMES
+from mocap.skeleton import NUM_BETAS, NUM_JOINTS, SMPL_JOINT_NAMES
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "cache" / "bandai" / "val.npz"
 
@@ -30,7 +30,7 @@ def procedural_walk(rng: np.random.Generator, batch: int, frames: int, fps: floa
     phase = 2 * np.pi * cadence * t + rng.uniform(0, 2 * np.pi, (batch, 1))            # (B, T)
     heading = turn * t + rng.uniform(0, 2 * np.pi, (batch, 1))
 
-    aa = np.zeros((batch, frames, 24, 3))
+    aa = np.zeros((batch, frames, NUM_JOINTS, 3))
     aa[..., _J["pelvis"], 1] = heading
     swing = 0.45 * np.sin(phase)
     aa[..., _J["l_hip"], 0] = -swing
@@ -54,7 +54,7 @@ def procedural_walk(rng: np.random.Generator, batch: int, frames: int, fps: floa
     return MotionWindows(
         pose_rotmat=axis_angle_to_matrix(torch.as_tensor(aa, dtype=torch.float32)),
         trans=torch.as_tensor(trans, dtype=torch.float32),
-        betas=torch.zeros(batch, 10),
+        betas=torch.zeros(batch, NUM_BETAS),
     )
 
 

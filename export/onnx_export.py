@@ -17,8 +17,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from mocap.camera import CONF_THRESHOLD, NORMALIZED_DIM
-from mocap.model.state import INPUT_DIM
+from mocap.camera import CONF_THRESHOLD
+from mocap.model.state import INPUT_DIM, INPUT_DIM_NO_INTERVAL
 from mocap.model import CausalMocap
 
 from .metadata import build_metadata
@@ -87,8 +87,8 @@ def export_onnx(
 ) -> onnx.ModelProto:
     """Writes OUT (ONNX, opset 17, or 18 with `exporter='dynamo'`; dynamic batch on every input/output) and
     returns the checked model proto."""
-    if model.config.input_dim not in (NORMALIZED_DIM, INPUT_DIM):
-        raise ValueError(f"model input_dim {model.config.input_dim} is neither {NORMALIZED_DIM} (keypoints + box) "
+    if model.config.input_dim not in (INPUT_DIM_NO_INTERVAL, INPUT_DIM):
+        raise ValueError(f"model input_dim {model.config.input_dim} is neither {INPUT_DIM_NO_INTERVAL} (keypoints + box) "
                          f"nor {INPUT_DIM} (+ frame interval)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,9 +51,9 @@ class ParityReport:
 
 
 def rollout(step_fn: StepFn, x: np.ndarray, omega: np.ndarray, spec: StateSpec) -> dict[str, np.ndarray]:
-    """x (T, B, 66), omega (T, B, 6) -> {output name: (T, B, ...)} for every graph output, state fed back."""
+    """x (T, B, W), omega (T, B, 6) -> {output name: (T, B, ...)} for every graph output, state fed back."""
     if x.ndim != 3 or omega.shape[:2] != x.shape[:2]:
-        raise ValueError(f"x must be (T, B, 66) and omega (T, B, 6), got {x.shape} and {omega.shape}")
+        raise ValueError(f"x must be (T, B, W) and omega (T, B, 6), got {x.shape} and {omega.shape}")
     state = spec.zeros(x.shape[1])
     frames: dict[str, list[np.ndarray]] = {}
     for t in range(x.shape[0]):

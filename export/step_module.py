@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mocap.model import INPUT_NAMES, OUTPUT_NAMES, CausalMocap, state_shapes
-from mocap.model.state import state_output_name
+from mocap.model.state import OMEGA_DIM, state_output_name
 
 
 class StepModule(nn.Module):
@@ -34,7 +34,7 @@ class StepModule(nn.Module):
         device = next(self.model.parameters()).device
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(batch, self.model.config.input_dim, generator=gen).to(device)
-        omega = torch.zeros(batch, 6, device=device)
+        omega = torch.zeros(batch, OMEGA_DIM, device=device)
         state = self.model.initial_state(batch, device)
         return (x, omega, *(state[name] for name in self.state_names))
 

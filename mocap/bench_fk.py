@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from mocap.body import BuiltinBody
+from mocap.skeleton import NUM_JOINTS
 
 
 def bench(batch: int = 1000, repeats: int = 50, warmup: int = 10, threads: int = 1, seed: int = 0) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
-    pose = 0.4 * torch.randn(batch, 24, 3, generator=gen)
+    pose = 0.4 * torch.randn(batch, NUM_JOINTS, 3, generator=gen)
     betas = torch.randn(batch, 10, generator=gen)
     trans = torch.randn(batch, 3, generator=gen)
     body = BuiltinBody().eval()

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from mocap.arrays import as_float, cast, is_tracing, like, namespace, unbind
+from mocap.arrays import as_float, cast, clamp_min, is_tracing, like, namespace, unbind
+from mocap.model.state import INPUT_DIM_NO_INTERVAL, X_KEYPOINTS
+from mocap.rotations import IDENTITY_6D, matrix_to_rot6d
 from mocap.skeleton import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
@@ -23,11 +25,13 @@ if TYPE_CHECKING:
 else:
     ArrayT = TypeVar("ArrayT")
 
-#: Length of one frame's normalized input: 21 x (x, y, visible) + 3 CLIFF terms.
-NORMALIZED_DIM = 3 * NUM_KEYPOINTS + 3
+#: Length of one frame's normalized input: 21 x (x, y, visible) + 3 CLIFF terms (`mocap.model.state` layout).
+NORMALIZED_DIM = INPUT_DIM_NO_INTERVAL
 #: Keypoints whose confidence is below this are masked (coordinates zeroed, visible flag 0).
 CONF_THRESHOLD = 0.3
 _MIN_DEPTH = 1e-6
+#: Frame intervals (s) below this are floored when omega divides by one (a repeated timestamp must not explode).
+OMEGA_MIN_DT = 1e-4
 
 
 def _check_last(x: Any, size: int, name: str, xp: ModuleType) -> None:
@@ -95,6 +99,20 @@ def bbox_from_keypoints(kp2d: ArrayT, conf_threshold: float = CONF_THRESHOLD, sc
     return xp.where(usable[..., None], box, xp.full_like(box, float("nan")))
 
 
+def _crop_camera_args(values: Any, name: str, bbox: Any, focal: Any, principal: Any
+                      ) -> tuple[ModuleType, Any, Any, Any, Any]:
+    """The checked arguments of the crop <-> full camera maps: (xp, values (..., 3), bbox (..., 3), focal,
+    principal (..., 2)), all in values' library and dtype."""
+    xp = namespace(values, bbox, focal, principal)
+    v = as_float(values, xp)
+    _check_last(v, 3, name, xp)
+    box = like(bbox, v, xp)
+    _check_last(box, 3, "bbox", xp)
+    f, pp = like(focal, v, xp), like(principal, v, xp)
+    _check_last(pp, 2, "principal", xp)
+    return xp, v, box, f, pp
+
+
 def cam_crop_to_full(cam_wp: ArrayT, bbox: ArrayT, focal: Any, principal: Any) -> ArrayT:
     """CLIFF: weak-perspective crop camera (..., 3) [s, tx, ty] -> root translation in the full camera (..., 3).
 
@@ -103,13 +121,7 @@ def cam_crop_to_full(cam_wp: ArrayT, bbox: ArrayT, focal: Any, principal: Any) -
     numbers and sequences become graph constants. The caller keeps s > 0 (e.g. softplus): the formula means
     nothing else.
     """
-    xp = namespace(cam_wp, bbox, focal, principal)
-    cam = as_float(cam_wp, xp)
-    _check_last(cam, 3, "cam_wp", xp)
-    box = like(bbox, cam, xp)
-    _check_last(box, 3, "bbox", xp)
-    f, pp = like(focal, cam, xp), like(principal, cam, xp)
-    _check_last(pp, 2, "principal", xp)
+    xp, cam, box, f, pp = _crop_camera_args(cam_wp, "cam_wp", bbox, focal, principal)
     s, tx, ty = unbind(cam)
     cx, cy, size = unbind(box)
     s_size = s * size
@@ -120,18 +132,36 @@ def cam_crop_to_full(cam_wp: ArrayT, bbox: ArrayT, focal: Any, principal: Any) -
 
 def full_to_cam_crop(trans: ArrayT, bbox: ArrayT, focal: Any, principal: Any) -> ArrayT:
     """Inverse of `cam_crop_to_full`: camera-frame translation (..., 3) -> [s, tx, ty] (..., 3); needs tz > 0."""
-    xp = namespace(trans, bbox, focal, principal)
-    t = as_float(trans, xp)
-    _check_last(t, 3, "trans", xp)
-    box = like(bbox, t, xp)
-    _check_last(box, 3, "bbox", xp)
-    f, pp = like(focal, t, xp), like(principal, t, xp)
-    _check_last(pp, 2, "principal", xp)
+    xp, t, box, f, pp = _crop_camera_args(trans, "trans", bbox, focal, principal)
     x, y, z = unbind(t)
     cx, cy, size = unbind(box)
     return xp.stack(
         (2.0 * f / (z * size), x - (cx - pp[..., 0]) * z / f, y - (cy - pp[..., 1]) * z / f), axis=-1
     )
+
+
+# ------------------------------------------------------------------------------------------------ camera omega
+def frame_rotation(rotation: ArrayT, rotation_prev: ArrayT) -> ArrayT:
+    """World->camera rotations R_t, R_{t-1} (..., 3, 3) -> Q_t = R_t R_{t-1}^T, the rotation between two frames in
+    camera axes (a static world direction seen at t-1 maps onto the same direction seen at t)."""
+    xp = namespace(rotation, rotation_prev)
+    return as_float(rotation, xp) @ xp.swapaxes(as_float(rotation_prev, xp), -1, -2)
+
+
+def camera_omega(q: ArrayT, rate: Any = None, dt: Any = None) -> ArrayT:
+    """The camera angular velocity the network reads (omega), written once for training, the live camera-motion
+    providers and the demo source: q (..., 3, 3) = `frame_rotation` Q_t -> (6D(Q_t) - 6D(I)) * rate (..., 6).
+
+    rate: frames per second (a number), or dt: seconds since the previous frame (...), floored at
+    OMEGA_MIN_DT, divided by. Zeros mean a static camera. The dtype of q is kept (float64 for numpy input)."""
+    xp = namespace(q, dt)
+    q = as_float(q, xp)
+    delta = matrix_to_rot6d(q) - like(IDENTITY_6D, q, xp)
+    if dt is not None:
+        return delta / clamp_min(dt, OMEGA_MIN_DT)[..., None]
+    if rate is None:
+        raise ValueError("camera_omega needs rate or dt")
+    return delta * rate
 
 
 def normalize_keypoints(
@@ -165,4 +195,4 @@ def normalize_keypoints(
     per_kp = xp.stack((xp.where(visible, u, zero), xp.where(visible, v, zero), cast(visible, kp)), axis=-1)
     cx, cy, size = unbind(box)
     cliff = xp.stack(((cx - pp[..., 0]) / f, (cy - pp[..., 1]) / f, size / f), axis=-1)
-    return xp.concatenate((per_kp.reshape(per_kp.shape[:-2] + (3 * NUM_KEYPOINTS,)), cliff), axis=-1)
+    return xp.concatenate((per_kp.reshape(per_kp.shape[:-2] + (X_KEYPOINTS.stop,)), cliff), axis=-1)

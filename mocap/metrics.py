@@ -15,6 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from mocap.rotations import kabsch, kabsch_svd
+
 M_TO_MM = 1000.0
 _EPS = 1e-12
 
@@ -52,15 +54,10 @@ def align_procrustes(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> np
     mu_s, mu_d = src.mean(axis=1, keepdims=True), dst.mean(axis=1, keepdims=True)
     xs, xd = src - mu_s, dst - mu_d
     cov = np.einsum("bni,bnj->bij", xd, xs)  # (B, 3, 3) = sum dst_c src_c^T
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    d = np.where(d == 0, 1.0, d)
-    fix = np.ones_like(sig)
-    fix[:, 2] = d
-    rot = (u * fix[:, None, :]) @ vt  # (B, 3, 3), maps centred src to centred dst
+    rot, signed_sig = kabsch_svd(cov)  # (B, 3, 3), maps centred src to centred dst
     if scale:
         var_s = (xs**2).sum(axis=(1, 2))
-        s = (sig * fix).sum(axis=1) / np.maximum(var_s, _EPS)
+        s = signed_sig.sum(axis=1) / np.maximum(var_s, _EPS)
     else:
         s = np.ones(src.shape[0])
     return s[:, None, None] * np.einsum("bij,bnj->bni", rot, xs) + mu_d
@@ -167,9 +164,7 @@ def wa_mpjpe(pred_world: np.ndarray, gt_world: np.ndarray, chunk: int = 100, sca
 def _rigid_params(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3), (N, 3) -> rotation (3, 3), translation (3,) with dst ~= src @ R^T + t (Kabsch, no reflection)."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
-    u, _, vt = np.linalg.svd((dst - mu_d).T @ (src - mu_s))
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rot = u @ np.diag([1.0, 1.0, d]) @ vt
+    rot = kabsch((dst - mu_d).T @ (src - mu_s))
     return rot, mu_d - rot @ mu_s
 
 

@@ -34,7 +34,7 @@ from mocap.body import Body, BuiltinBody
 from mocap.bvh import Bvh, bvh_files, read_bvh
 from mocap.retarget_auto import auto_mapping
 from mocap.retarget_presets import get_mapping
-from mocap.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, matrix_to_axis_angle, \
+from mocap.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, kabsch, matrix_to_axis_angle, \
     matrix_to_quaternion, quaternion_to_axis_angle
 from mocap.skeleton import NUM_BETAS, NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 
@@ -213,16 +213,6 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     perp = np.cross(a, np.where(np.abs(a[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
     axis = np.where(sin < 1e-9, _unit(perp), axis)
     return axis_angle_to_matrix(axis * np.arctan2(sin, cos))
-
-
-def _kabsch(b: np.ndarray) -> np.ndarray:
-    """b: (..., 3, 3) = sum of w_i target_i source_i^T -> rotation R (..., 3, 3) maximizing tr(R^T b)."""
-    u, _, vt = np.linalg.svd(b)
-    d = np.sign(np.linalg.det(u @ vt))
-    d = np.where(d == 0, 1.0, d)
-    fix = np.broadcast_to(np.eye(3), b.shape).copy()
-    fix[..., 2, 2] = d
-    return u @ fix @ vt
 
 
 # --- betas --------------------------------------------------------------------------------------------------------
@@ -421,8 +411,8 @@ class _ClipSolver:
         then turned so the single branch below (if any) points exactly along its mean source direction; the
         per-frame swing then stays small and the twist stays the pooled one."""
         if n_up >= _MIN_UPRIGHT_FRAMES:
-            return _kabsch(b_up)
-        corr = _kabsch(b)
+            return kabsch(b_up)
+        corr = kabsch(b)
         targets = _first_mapped_below(j, self.mapped)
         if len(targets) == 1 and np.linalg.norm(aim) > 1e-9:
             corr = _swing((corr @ (self.rest[targets[0]] - self.rest[j]))[None], aim[None])[0] @ corr
@@ -483,7 +473,7 @@ class _ClipSolver:
             b = np.zeros((pos.shape[1], 3, 3))
             for k in targets:
                 b += np.einsum("ti,tj->tij", src.positions[:, idx[k]] - pos[j], glob[p] @ (rest[k] - rest[j]))
-            glob[j] = _kabsch(b) @ glob[p]
+            glob[j] = kabsch(b) @ glob[p]
         else:
             glob[j] = glob[p]
 

@@ -1,4 +1,4 @@
-"""The one rotation module: axis-angle, quaternion (x, y, z, w), matrix, 6D and Euler.
+"""The one rotation module: axis-angle, quaternion (x, y, z, w), matrix, 6D, Euler and the Kabsch fit.
 
 All functions are batched over leading dims and accept a torch tensor or a numpy array (returned in kind, the
 float dtype kept). The maths is written once against `mocap.arrays.namespace`, so numpy callers (the live loop)
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 else:
     ArrayT = TypeVar("ArrayT")
 _EPS = 1e-8
+#: 6D of the identity rotation (`matrix_to_rot6d(eye(3))`): the rest value that residual 6D outputs and the camera
+#: angular velocity (`mocap.camera.camera_omega`) are measured from.
+IDENTITY_6D: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 def _cross(a: ArrayT, b: ArrayT) -> ArrayT:
@@ -186,3 +189,23 @@ def rotation_angle(m: ArrayT) -> ArrayT:
     m = as_float(m, xp)
     cos = ((m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]) - 1.0) / 2.0
     return xp.arccos(xp.clip(cos, -1.0, 1.0))
+
+
+def kabsch_svd(cov: ArrayT) -> tuple[ArrayT, ArrayT]:
+    """cov (..., 3, 3) = sum_i w_i b_i a_i^T -> (R (..., 3, 3), signed singular values (..., 3)).
+
+    R is the proper rotation (det +1) maximizing tr(R^T cov), so b ~ R a (Kabsch / Umeyama: the smallest singular
+    direction flips instead of reflecting); the signed singular values sum to that maximum (Umeyama's scale)."""
+    xp = namespace(cov)
+    cov = as_float(cov, xp)
+    u, sig, vt = xp.linalg.svd(cov)
+    d = xp.sign(xp.linalg.det(u @ vt))
+    d = xp.where(d == 0, xp.ones_like(d), d)
+    ones = xp.ones_like(d)
+    flip = xp.stack((ones, ones, d), axis=-1)  # (..., 3)
+    return (u * flip[..., None, :]) @ vt, sig * flip
+
+
+def kabsch(cov: ArrayT) -> ArrayT:
+    """cov (..., 3, 3) = sum_i w_i b_i a_i^T -> the proper rotation R (..., 3, 3) with b ~ R a (see kabsch_svd)."""
+    return kabsch_svd(cov)[0]

@@ -32,7 +32,7 @@ def _steps(engine: Any, tracks: int, steps: int, seed: int) -> list[float]:
     state, times = engine.initial_state(tracks), []
     for _ in range(steps):
         feed = {"x": (0.4 * rng.standard_normal((tracks, width))).astype(np.float32),
-                "omega": np.zeros((tracks, 6), np.float32)}
+                "omega": np.zeros((tracks, engine.input_shapes["omega"][0]), np.float32)}
         t0 = time.perf_counter()
         _, state = engine.step(feed, state)
         times.append(time.perf_counter() - t0)

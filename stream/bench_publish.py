@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import PoseMessage, encode
+from .protocol import ARRAY_SHAPES, PoseMessage, encode
 from .publisher import Publisher
 from .subscribe import LatencyStats, Subscriber
 
@@ -28,20 +28,20 @@ TARGET_P99_MS = 2.0
 
 def realistic_message(seq: int, track: int, rng: np.random.Generator) -> PoseMessage:
     """Every v1 field filled with plausible float32 values (the size a live frame has)."""
-    quat = rng.normal(size=(24, 4))
+    quat = rng.normal(size=ARRAY_SHAPES["pose_quat"])
     return PoseMessage.from_arrays(
         seq=seq,
         track=track,
         t_capture=time.monotonic(),
         model="bench-model@gen0",
-        pose_aa=rng.normal(scale=0.3, size=(24, 3)),
+        pose_aa=rng.normal(scale=0.3, size=ARRAY_SHAPES["pose_aa"]),
         pose_quat=quat / np.linalg.norm(quat, axis=1, keepdims=True),
-        betas=rng.normal(size=10),
+        betas=rng.normal(size=ARRAY_SHAPES["betas"]),
         root_trans=rng.normal(size=3),
-        joints=rng.normal(scale=0.5, size=(24, 3)),
-        contact=rng.uniform(size=4),
+        joints=rng.normal(scale=0.5, size=ARRAY_SHAPES["joints"]),
+        contact=rng.uniform(size=ARRAY_SHAPES["contact"]),
         cam_trans=rng.normal(size=3),
-        kp2d=rng.uniform(0, 1000, size=(21, 3)),
+        kp2d=rng.uniform(0, 1000, size=ARRAY_SHAPES["kp2d"]),
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.protocol import ARRAY_LENGTHS, ARRAY_SHAPES
 from stream.recorder import read_recording
 
 
@@ -21,8 +22,9 @@ def jitter(path: str | Path) -> dict[str, float | int | None]:
     """Second-difference statistics of one recording's published joints (mm / frame^2)."""
     tracks: dict[int, list[tuple[int, np.ndarray]]] = {}
     for msg in read_recording(path):
-        if msg.status in ("init", "tracking") and len(msg.joints) == 72:
-            tracks.setdefault(int(msg.track), []).append((int(msg.seq), np.asarray(msg.joints).reshape(24, 3)))
+        if msg.status in ("init", "tracking") and len(msg.joints) == ARRAY_LENGTHS["joints"]:
+            joints = np.asarray(msg.joints).reshape(ARRAY_SHAPES["joints"])
+            tracks.setdefault(int(msg.track), []).append((int(msg.seq), joints))
     world, rel = [], []
     for frames in tracks.values():
         seq = np.array([s for s, _ in frames])

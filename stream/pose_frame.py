@@ -10,17 +10,14 @@ from typing import Mapping
 
 import numpy as np
 
+from mocap.model.state import OUTPUT_SHAPES
 from mocap.rotations import matrix_to_quaternion, quaternion_to_axis_angle
-from stream.protocol import STATUSES, PoseMessage
+from mocap.skeleton import NUM_JOINTS
+from stream.protocol import ARRAY_SHAPES, STATUSES, PoseMessage
 
 #: Engine outputs a pose message needs, with their per-person shapes (`mocap/model/state.py` OUTPUT_SHAPES).
 REQUIRED_OUTPUTS: dict[str, tuple[int, ...]] = {
-    "pose_rotmat": (24, 3, 3),
-    "betas": (10,),
-    "root_trans": (3,),
-    "joints": (24, 3),
-    "contact": (4,),
-    "cam_trans": (3,),
+    name: OUTPUT_SHAPES[name] for name in ("pose_rotmat", "betas", "root_trans", "joints", "contact", "cam_trans")
 }
 
 
@@ -75,20 +72,20 @@ def pose_message(
     quat = matrix_to_quaternion(with_cam)           # one conversion for all rotations (25 or 24, 4) x, y, z, w
     aa = quaternion_to_axis_angle(quat)
     arrays: dict[str, np.ndarray] = {
-        "pose_aa": aa[:24],                            # (24, 3)
-        "pose_quat": quat[:24],                        # (24, 4) x, y, z, w
+        "pose_aa": aa[:NUM_JOINTS],                    # (24, 3)
+        "pose_quat": quat[:NUM_JOINTS],                # (24, 4) x, y, z, w
         "betas": person["betas"],
         "root_trans": person["root_trans"],
         "joints": person["joints"],
         "contact": np.clip(person["contact"], 0.0, 1.0),
         "cam_trans": person["cam_trans"],
     }
-    if len(aa) == 25:
-        arrays["cam_root_aa"] = aa[24]
+    if len(aa) == NUM_JOINTS + 1:
+        arrays["cam_root_aa"] = aa[NUM_JOINTS]
     if kp2d is not None:
         kp = np.asarray(kp2d, dtype=np.float64)
-        if kp.shape != (21, 3):
-            raise ValueError(f"kp2d must be (21, 3) pixels + confidence, got {kp.shape}")
+        if kp.shape != ARRAY_SHAPES["kp2d"]:
+            raise ValueError(f"kp2d must be {ARRAY_SHAPES['kp2d']} pixels + confidence, got {kp.shape}")
         arrays["kp2d"] = np.where(np.isfinite(kp), kp, 0.0)  # masked points travel as (0, 0, conf 0)
     return PoseMessage.from_arrays(seq=seq, track=track, t_capture=t_capture, status=status, model=model, **arrays)
 

@@ -13,6 +13,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from mocap.model.state import OUTPUT_SHAPES
+from mocap.skeleton import NUM_JOINTS, NUM_KEYPOINTS
+
 PROTOCOL_VERSION = 1
 TOPIC_PREFIX = b"pose/"
 STATUSES = ("tracking", "lost", "init")
@@ -20,16 +23,13 @@ STATUSES = ("tracking", "lost", "init")
 #: provider had no measurement (a gyro gap, too few visual features) and a static camera was assumed.
 CAMERA_MOTION_SOURCES = ("static", "visual", "gyro", "none")
 
-# key -> element shape of the flattened float list (row-major).
+# key -> element shape of the flattened float list (row-major). The counts are the model's (`mocap.model.state`,
+# `mocap.skeleton`), stated there once: v1 carries 24 joints, 10 betas, 4 contacts and 21 keypoints.
 ARRAY_SHAPES: dict[str, tuple[int, ...]] = {
-    "pose_aa": (24, 3),
-    "pose_quat": (24, 4),
-    "betas": (10,),
-    "root_trans": (3,),
-    "joints": (24, 3),
-    "contact": (4,),
-    "cam_trans": (3,),
-    "kp2d": (21, 3),
+    "pose_aa": (NUM_JOINTS, 3),
+    "pose_quat": (NUM_JOINTS, 4),
+    **{key: OUTPUT_SHAPES[key] for key in ("betas", "root_trans", "joints", "contact", "cam_trans")},
+    "kp2d": (NUM_KEYPOINTS, 3),
     "cam_root_aa": (3,),
 }
 ARRAY_LENGTHS = {key: math.prod(shape) for key, shape in ARRAY_SHAPES.items()}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from mocap.rotations import axis_angle_to_matrix, matrix_to_rot6d, rotation_angle
+from mocap.rotations import axis_angle_to_matrix, axis_rotation, matrix_to_rot6d, rotation_angle
 from stream.camera_motion import (
     GyroCameraMotion,
     StaticCameraMotion,
@@ -26,17 +26,16 @@ FPS = 30.0
 
 
 def expected_omega(q: np.ndarray, rate: float = FPS) -> np.ndarray:
+    """The convention as docs/design.md states it, written out independently of `mocap.camera.camera_omega`."""
     return (matrix_to_rot6d(q) - matrix_to_rot6d(np.eye(3))) * rate
 
 
 def rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    return axis_rotation(np.asarray(a, dtype=np.float64), "X")
 
 
 def rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    return axis_rotation(np.asarray(a, dtype=np.float64), "Y")
 
 
 def write_csv(path: Path, ts: np.ndarray, ws: np.ndarray, header: bool = True) -> Path:

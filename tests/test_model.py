@@ -14,7 +14,7 @@ from mocap.model import (
     save_checkpoint,
 )
 from mocap.model.checkpoint import load_checkpoint_meta
-from mocap.model.network import TRAINING_OUTPUT_SHAPES
+from mocap.model.state import TRAINING_OUTPUT_SHAPES
 from mocap.rotations import axis_angle_to_matrix
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_FLIP, KEYPOINT_PARENTS, NUM_KEYPOINTS
+from ..skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_FLIP, KEYPOINT_PARENTS, NUM_KEYPOINTS, Keypoint
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def _children_closure() -> np.ndarray:
 _SUBTREE = torch.from_numpy(_children_closure())
 _FLIP = torch.tensor(KEYPOINT_FLIP)
 #: Which points a swap event exchanges: legs (hips down, with the feet), arms, or the whole body.
-_SWAP_GROUPS = (np.r_[11:17, 17:21], np.r_[5:11], np.arange(NUM_KEYPOINTS))
+_SWAP_GROUPS = (np.arange(Keypoint.L_HIP, NUM_KEYPOINTS), np.arange(Keypoint.L_SHOULDER, Keypoint.L_HIP),
+                np.arange(NUM_KEYPOINTS))
 
 
 def _low_pass(rng: np.random.Generator, shape: tuple[int, ...], times: np.ndarray, tau: np.ndarray) -> np.ndarray:

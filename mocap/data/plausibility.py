@@ -20,7 +20,7 @@ import torch
 
 from ..body import BuiltinBody
 from ..rotations import matrix_to_axis_angle
-from ..skeleton import FOOT_KEYPOINT_IDS, SMPL_JOINT_NAMES
+from ..skeleton import FOOT_KEYPOINT_IDS, NUM_JOINTS, SMPL_JOINT_NAMES
 from .augment import Augment, augment_motion, limit_violation_deg
 from .contacts import foot_contacts
 from .motion_bank import MotionBank, MotionWindows
@@ -40,9 +40,9 @@ def plausibility(motion: MotionWindows, body: BuiltinBody, floor: np.ndarray, pl
     planted: (B, T, 4) the foot points planted in the raw window."""
     b, t = motion.pose_rotmat.shape[:2]
     with torch.no_grad():
-        out = body(motion.pose_rotmat.reshape(b * t, 24, 3, 3), motion.betas.repeat_interleave(t, 0),
+        out = body(motion.pose_rotmat.reshape(b * t, NUM_JOINTS, 3, 3), motion.betas.repeat_interleave(t, 0),
                    motion.trans.reshape(b * t, 3))
-    joints = out.joints.numpy().reshape(b, t, 24, 3)
+    joints = out.joints.numpy().reshape(b, t, NUM_JOINTS, 3)
     lowest = out.keypoints[:, list(FOOT_KEYPOINT_IDS), 1].numpy().reshape(b, t, 4).min(-1)       # (B, T)
     beyond = (limit_violation_deg(matrix_to_axis_angle(motion.pose_rotmat)) > 5.0).numpy()   # (B, T, 24)
     trunk_a, trunk_b = joints[..., _J["pelvis"], :], joints[..., _J["neck"], :]
@@ -76,7 +76,7 @@ def compare(bank: MotionBank, batches: int, batch: int, window: int, seed: int, 
         rng = np.random.default_rng([seed, i])
         raw = bank.sample(rng, batch, window)
         with torch.no_grad():
-            kp = body(raw.pose_rotmat.reshape(-1, 24, 3, 3), raw.betas.repeat_interleave(window, 0),
+            kp = body(raw.pose_rotmat.reshape(-1, NUM_JOINTS, 3, 3), raw.betas.repeat_interleave(window, 0),
                       raw.trans.reshape(-1, 3)).keypoints
         feet = kp[:, list(FOOT_KEYPOINT_IDS)].reshape(batch, window, 4, 3)
         floor = np.percentile(feet[..., 1].numpy().min(-1), 5, axis=1)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..rotations import axis_rotation, matrix_to_rot6d
-
-_EYE6 = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+from ..camera import camera_omega, frame_rotation
+from ..rotations import axis_rotation
 
 
 @dataclass
@@ -33,17 +32,14 @@ def look_at(centre: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def angular_velocity_6d(rotation: torch.Tensor, fps: float | None = None, dt: torch.Tensor | None = None) -> torch.Tensor:
-    """rotation: (B, T, 3, 3) world->camera -> omega (B, T, 6) = (6D(R_t R_{t-1}^T) - 6D(I)) / dt_t; frame 0 = 0.
+    """rotation: (B, T, 3, 3) world->camera -> omega (B, T, 6) per frame (`mocap.camera.camera_omega`, the live
+    providers' function); frame 0 = 0.
 
     dt: (B, T) seconds since the previous frame (variable frame rate, dropped frames); or a constant 1 / fps."""
-    rel = rotation[:, 1:] @ rotation[:, :-1].transpose(-1, -2)
-    delta = matrix_to_rot6d(rel) - _EYE6.to(rotation.dtype)
-    if dt is not None:
-        omega = delta / dt[:, 1:, None].clamp_min(1e-4)
-    elif fps is not None:
-        omega = delta * fps
-    else:
+    if dt is None and fps is None:
         raise ValueError("angular_velocity_6d needs fps or dt")
+    q = frame_rotation(rotation[:, 1:], rotation[:, :-1])
+    omega = camera_omega(q, dt=dt[:, 1:]) if dt is not None else camera_omega(q, rate=fps)
     return torch.cat((torch.zeros_like(omega[:, :1]), omega), dim=1)
 
 

@@ -5,17 +5,19 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .state import INPUT_DIM, REFERENCE_FPS
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     kind: str = "causal"            # "causal" (the product) or "single-frame" (baseline lifter, no memory)
-    input_dim: int = 67              # 21 x (u, v, visible) + 3 CLIFF bbox terms + frame interval (state.py layout)
+    input_dim: int = INPUT_DIM       # 21 x (u, v, visible) + 3 CLIFF bbox terms + frame interval (state.py layout)
     encoder_hidden: int = 256
     encoder_layers: int = 2
     decoder_hidden: int = 256
     traj_hidden: int = 128
     traj_layers: int = 1
-    fps: float = 30.0
+    fps: float = REFERENCE_FPS      # the exported model's fps; the contract (export.metadata) requires this one
     contact_threshold: float = 0.5  # contact probability above which a foot pins the root
 
     def to_json(self) -> str:

@@ -6,7 +6,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..rotations import rot6d_to_matrix
+from ..rotations import IDENTITY_6D, rot6d_to_matrix
+from ..skeleton import NUM_BETAS, NUM_JOINTS
+from .state import NUM_CONTACTS
 
 
 class MotionOutput(NamedTuple):
@@ -18,24 +20,23 @@ class MotionOutput(NamedTuple):
 
 # 6D of a root rotated 180 deg about X: an upright body seen by an OpenCV camera (Y down).
 _UPRIGHT_ROOT_6D = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
-_IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 class MotionDecoder(nn.Module):
     """Per-frame heads on the motion context; residual on a rest prior so training starts from a standing body."""
 
-    def __init__(self, context_dim: int, hidden: int, num_joints: int = 24, num_betas: int = 10) -> None:
+    def __init__(self, context_dim: int, hidden: int, num_joints: int = NUM_JOINTS, num_betas: int = NUM_BETAS) -> None:
         super().__init__()
         self.num_joints = num_joints
         self.trunk = nn.Sequential(nn.Linear(context_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.pose_head = nn.Linear(hidden, num_joints * 6)
         self.betas_head = nn.Linear(hidden, num_betas)
         self.cam_head = nn.Linear(hidden, 3)
-        self.contact_head = nn.Linear(hidden, 4)
+        self.contact_head = nn.Linear(hidden, NUM_CONTACTS)
         for head in (self.pose_head, self.betas_head, self.cam_head):
             nn.init.zeros_(head.bias)
             head.weight.data.mul_(0.01)
-        prior = torch.tensor([_UPRIGHT_ROOT_6D] + [_IDENTITY_6D] * (num_joints - 1))
+        prior = torch.tensor([_UPRIGHT_ROOT_6D] + [IDENTITY_6D] * (num_joints - 1))
         self.register_buffer("pose_prior_6d", prior.reshape(-1), persistent=False)
 
     def forward(self, context: torch.Tensor) -> MotionOutput:

@@ -17,7 +17,7 @@ from torch import nn
 from ..body import BuiltinBody
 from ..camera import cam_crop_to_full
 from ..rotations import matrix_to_rot6d
-from ..skeleton import FOOT_KEYPOINT_IDS
+from ..skeleton import FOOT_KEYPOINT_IDS, NUM_KEYPOINTS
 from .config import ModelConfig
 from .encoder import FrameEncoder, MotionEncoder
 from .motion_decoder import MotionDecoder
@@ -30,15 +30,7 @@ from .trajectory import TrajectoryDecoder
 _LEVEL_CAMERA_TO_WORLD = (1.0, -1.0, -1.0)
 #: The 4 foot points (L heel, L toe, R heel, R toe) are the last 4 keypoints: a slice exports as one node.
 FOOT_SLICE = slice(FOOT_KEYPOINT_IDS[0], FOOT_KEYPOINT_IDS[-1] + 1)
-assert tuple(range(21)[FOOT_SLICE]) == FOOT_KEYPOINT_IDS
-
-#: Outputs only the losses need (`CausalMocap.sequence(...).training`), never part of the step / ONNX graph.
-TRAINING_OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
-    "pose_cam_rotmat": (24, 3, 3),  # local rotations, joint 0 = root orientation in the camera frame
-    "contact_logits": (4,),         # `contact` before its sigmoid (the BCE loss takes logits)
-    "root_vel_net": (3,),           # the network's root velocity before contact refinement, world axes, m/frame
-    "joints_cam_rel": (24, 3),      # camera-frame joints, pelvis at the origin
-}
+assert tuple(range(NUM_KEYPOINTS)[FOOT_SLICE]) == FOOT_KEYPOINT_IDS
 
 State = dict[str, torch.Tensor]
 
@@ -46,7 +38,7 @@ State = dict[str, torch.Tensor]
 class Sequence(NamedTuple):
     """Outputs with the time layout of the input ((B, T, ...) from `sequence`) and the state after the last frame."""
     outputs: dict[str, torch.Tensor]    # the names of OUTPUT_SHAPES: what `step` returns per frame
-    training: dict[str, torch.Tensor]   # the names of TRAINING_OUTPUT_SHAPES
+    training: dict[str, torch.Tensor]   # the names of state.TRAINING_OUTPUT_SHAPES
     state: State
 
 

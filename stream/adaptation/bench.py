@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mocap.skeleton import NUM_KEYPOINTS
 from stream.loop import FrameReport, LiveLoop
 from stream.sources.base import Frame, Source
 
@@ -42,7 +43,7 @@ class KeypointReplay(Source):
             self.finished = True
             return None
         kp = self._kp[self._i]
-        frame = Frame(None, self._i, time.monotonic(), kp if kp is not None else np.zeros((21, 3), np.float32),
+        frame = Frame(None, self._i, time.monotonic(), kp if kp is not None else np.zeros((NUM_KEYPOINTS, 3), np.float32),
                       {"video_time": self._i / self._fps})
         self._i += 1
         return frame

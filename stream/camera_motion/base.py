@@ -3,8 +3,9 @@
 Convention (docs/design.md): R_t is the world->camera rotation at frame t (OpenCV camera frame: X right, Y down,
 Z forward). The per-frame rotation is ``Q_t = R_t @ R_{t-1}.T``: it maps a static world direction seen from the
 camera at t-1 onto the same direction seen at t (``bearing_t = Q_t @ bearing_{t-1}`` for a purely rotating camera).
-The network input is ``omega_t = (rot6d(Q_t) - rot6d(I)) * rate``, rot6d = first two columns
-(``mocap.rotations.matrix_to_rot6d``); zeros mean a static camera.
+The network input is ``omega_t = (rot6d(Q_t) - rot6d(I)) * rate``, rot6d = first two columns; the one function
+that computes it is ``mocap.camera.camera_omega``, which training (``mocap.data.virtual_camera``) and the demo
+source use too. Zeros mean a static camera.
 
 ``rate`` is ``fps`` when the provider was given one (WHAM's fixed scaling), else ``1 / dt`` from the capture
 timestamps, so the value is a physical rate and stays comparable when the live frame rate drifts.
@@ -16,18 +17,18 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from mocap.rotations import matrix_to_rot6d
+from mocap.camera import camera_omega
+from mocap.model.state import OMEGA_DIM
 
 IDENTITY = np.eye(3)
-_IDENTITY_6D = matrix_to_rot6d(IDENTITY)  # (6,)
 
 
 def omega_from_rotation(delta: np.ndarray, rate: float) -> np.ndarray:
-    """delta: (3, 3) per-frame rotation Q_t, rate: frames per second -> omega (6,) float32."""
+    """delta: (3, 3) per-frame rotation Q_t, rate: frames per second -> omega (6,) float32 (`camera_omega`)."""
     delta = np.asarray(delta, dtype=np.float64)
     if delta.shape != (3, 3):
         raise ValueError(f"rotation delta must be (3, 3), got {delta.shape}")
-    return ((matrix_to_rot6d(delta) - _IDENTITY_6D) * float(rate)).astype(np.float32)
+    return camera_omega(delta, rate=float(rate)).astype(np.float32)
 
 
 def parse_bbox(person_bbox: np.ndarray | None) -> np.ndarray | None:
@@ -73,12 +74,12 @@ class CameraMotion(ABC):
         if t_prev is not None and t <= t_prev:
             # A repeated or backwards timestamp carries no interval to measure; keep the older reference.
             self.rotation_delta, self.status = IDENTITY.copy(), "time not increasing"
-            return np.zeros(6, dtype=np.float32)
+            return np.zeros(OMEGA_DIM, dtype=np.float32)
         delta, status = self._step(t_prev, t, frame, bbox)
         self._t_prev = t
         self.rotation_delta, self.status = delta, status
         if t_prev is None:
-            return np.zeros(6, dtype=np.float32)
+            return np.zeros(OMEGA_DIM, dtype=np.float32)
         rate = self.fps if self.fps is not None else 1.0 / (t - t_prev)
         return omega_from_rotation(delta, rate)
 

@@ -16,17 +16,14 @@ import cv2
 import numpy as np
 
 from mocap.camera import default_intrinsics
+from mocap.rotations import kabsch
 
 from .base import IDENTITY, CameraMotion
 
 
 def kabsch_rotations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Best rotations Q with b ~ Q a. a, b: (H, N, 3) bearing sets -> (H, 3, 3), proper (det +1)."""
-    m = np.einsum("hni,hnj->hij", b, a)  # sum b a^T
-    u, _, vt = np.linalg.svd(m)
-    d = np.sign(np.linalg.det(u @ vt))
-    u[:, :, 2] *= d[:, None]
-    return u @ vt
+    return kabsch(np.einsum("hni,hnj->hij", b, a))  # sum b a^T
 
 
 def fit_rotation_ransac(

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from mocap.camera import CONF_THRESHOLD
-from mocap.skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_FLIP
+from mocap.skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_FLIP, NUM_KEYPOINTS
 
 #: Left/right limb keypoints whose swap is detectable (shoulders .. ankles; the face is too small).
 _LIMBS = np.arange(5, 17)
@@ -40,7 +40,7 @@ def detect_video(path: Path, input_width: int = 640, max_frames: int | None = No
             if not ok:
                 break
             found = det.detect(image)
-            frames.append(found[0].keypoints if found else np.full((21, 3), np.nan, np.float32))
+            frames.append(found[0].keypoints if found else np.full((NUM_KEYPOINTS, 3), np.nan, np.float32))
     cap.release()
     if not frames:
         raise ValueError(f"{path}: no frame could be decoded")
@@ -112,7 +112,7 @@ def noise_stats(kp: np.ndarray, fps: float) -> dict:
     res = jitter_residual(kp)
     conf = kp[..., 2]
     ok = np.isfinite(res) & (conf >= CONF_THRESHOLD)
-    per_joint = np.array([np.nanmedian(np.where(ok[:, j], res[:, j], np.nan)) for j in range(21)])
+    per_joint = np.array([np.nanmedian(np.where(ok[:, j], res[:, j], np.nan)) for j in range(NUM_KEYPOINTS)])
     # Spectrum of the detrended motion of the confident points: energy fraction above fps/4 (white noise puts
     # half its energy there; smooth drift almost none).
     xy = kp[found, :, :2].astype(np.float64)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from mocap.camera import bbox_from_keypoints
+from mocap.skeleton import COCO17_NAMES, NUM_KEYPOINTS
 from stream.detector.base import Detection, Detector, bbox_of_visible, check_image
 
 #: Model keypoint index of (L heel, L toe, R heel, R toe) for known layouts, keyed by keypoint count.
@@ -154,13 +155,14 @@ class OnnxTopDownDetector(Detector):
     def _to_keypoints(self, kp_model: np.ndarray) -> np.ndarray:
         """(K, 3) model keypoints -> (21, 3): COCO-17 first, feet from the layout or confidence 0."""
         k = kp_model.shape[0]
-        if k < 17:
-            raise ValueError(f"pose model returns {k} keypoints; need at least the 17 COCO body keypoints")
-        out = np.zeros((21, 3), np.float32)
-        out[:17] = kp_model[:17]
+        coco = len(COCO17_NAMES)
+        if k < coco:
+            raise ValueError(f"pose model returns {k} keypoints; need at least the {coco} COCO body keypoints")
+        out = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+        out[:coco] = kp_model[:coco]
         feet = self.foot_indices if self.foot_indices is not None else FOOT_INDICES_BY_LAYOUT.get(k)
         if feet is not None:
-            out[17:] = kp_model[list(feet)]
+            out[coco:] = kp_model[list(feet)]
         return out
 
     def detect(self, image: np.ndarray, bbox: np.ndarray | None = None) -> list[Detection]:

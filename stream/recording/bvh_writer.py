@@ -33,7 +33,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from mocap.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
-from stream.protocol import PoseMessage
+from stream.protocol import ARRAY_LENGTHS, PoseMessage
 from stream.recorder import PARTIAL_SUFFIX
 from stream.recording.common import WriteOnClose, estimate_fps
 
@@ -134,7 +134,7 @@ class BvhWriter(WriteOnClose):
         self.overwrite = False
 
     def _keep(self, msg: PoseMessage) -> None:
-        if len(msg.pose_quat) != 96 or len(msg.joints) != 72 or len(msg.root_trans) != 3:
+        if any(len(getattr(msg, key)) != ARRAY_LENGTHS[key] for key in ("pose_quat", "joints", "root_trans")):
             return  # lost / init without a pose: the clip holds the previous pose there
         quat = np.asarray(msg.pose_quat, dtype=np.float64).reshape(NUM_JOINTS, 4)
         joints = np.asarray(msg.joints, dtype=np.float64).reshape(NUM_JOINTS, 3)

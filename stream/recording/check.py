@@ -19,12 +19,12 @@ from mocap.bvh import read_bvh
 from mocap.kinematics import forward_kinematics_offsets
 from mocap.retarget import source_from_bvh
 from mocap.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
-from stream.protocol import PoseMessage
+from stream.protocol import ARRAY_LENGTHS, PoseMessage
 
 
 def check_bvh(path: str | Path, messages: Sequence[PoseMessage]) -> dict:
     """Errors in millimetres (max, median) of the BVH at path against the posed messages of its first track."""
-    posed = [m for m in messages if len(m.joints) == 72]
+    posed = [m for m in messages if len(m.joints) == ARRAY_LENGTHS["joints"]]
     if not posed:
         raise ValueError("no posed message to compare with")
     track = posed[0].track

@@ -15,26 +15,27 @@ import time
 import cv2
 import numpy as np
 
-from mocap.camera import default_intrinsics, project
+from mocap.camera import camera_omega, default_intrinsics, frame_rotation, project
 from mocap.fitting.body_numpy import pose
-from mocap.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_rot6d
-from mocap.skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_EDGES, KEYPOINT_NAMES, NUM_BETAS, SMPL_JOINT_NAMES
+from mocap.model.state import OMEGA_DIM
+from mocap.rotations import axis_angle_to_matrix, axis_rotation, matrix_to_axis_angle
+from mocap.skeleton import FOOT_KEYPOINT_IDS, KEYPOINT_EDGES, KEYPOINT_NAMES, NUM_BETAS, NUM_JOINTS, SMPL_JOINT_NAMES
 from stream.sources.base import Frame, Pacer, Source
 
 _J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
-_ROT6D_EYE = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+_DEG = math.pi / 180.0
 
 
 def _rx(deg: np.ndarray) -> np.ndarray:
-    return euler_to_matrix(np.stack([deg, 0 * deg, 0 * deg], -1), "XYZ")
+    return axis_rotation(deg * _DEG, "X")
 
 
 def _ry(deg: np.ndarray) -> np.ndarray:
-    return euler_to_matrix(np.stack([0 * deg, deg, 0 * deg], -1), "XYZ")
+    return axis_rotation(deg * _DEG, "Y")
 
 
 def _rz(deg: np.ndarray) -> np.ndarray:
-    return euler_to_matrix(np.stack([0 * deg, 0 * deg, deg], -1), "XYZ")
+    return axis_rotation(deg * _DEG, "Z")
 
 
 def _blend(ra: np.ndarray, rb: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -81,7 +82,7 @@ class WalkWaveMotion:
     def _pose(self) -> np.ndarray:
         s, w, g = self.speed, self.wave, self.gait
         n = len(s)
-        rot = np.broadcast_to(np.eye(3), (n, 24, 3, 3)).copy()
+        rot = np.broadcast_to(np.eye(3), (n, NUM_JOINTS, 3, 3)).copy()
         sin_g = np.sin(g)
         hip = 25.0 * s * sin_g  # left thigh forward when > 0 (flexion is a negative X rotation)
         rot[:, _J["l_hip"]] = _rx(-hip)
@@ -160,7 +161,7 @@ class SyntheticSource(Source):
         self.pan_deg, self.pan_period_s = float(pan_deg), float(pan_period_s)
         self._pacer = Pacer(self._fps, enabled=realtime)
         self._index = 0
-        self.true_omega = np.zeros(6)
+        self.true_omega = np.zeros(OMEGA_DIM)
         self.status = f"synthetic walk+wave, seed {self.seed}, pan {self.pan_deg:g} deg"
 
     def rotation(self, index: int) -> np.ndarray:
@@ -169,9 +170,8 @@ class SyntheticSource(Source):
         return self._r0 @ _ry(np.array(-alpha))
 
     def omega(self, index: int) -> np.ndarray:
-        """(6,) camera angular velocity at `index`: (rot6d(R_t R_{t-1}^T) - rot6d(I)) * fps."""
-        rel = self.rotation(index) @ self.rotation(index - 1).T
-        return (matrix_to_rot6d(rel) - _ROT6D_EYE) * self._fps
+        """(6,) camera angular velocity at `index` (`mocap.camera.camera_omega` of R_t R_{t-1}^T at fps)."""
+        return camera_omega(frame_rotation(self.rotation(index), self.rotation(index - 1)), rate=self._fps)
 
     def frame_data(self, index: int) -> tuple[np.ndarray, dict]:
         """Keypoints (21, 3) pixels + conf for frame `index` and the ground-truth meta; random access, seeded."""

@@ -21,7 +21,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from stream.protocol import PoseMessage
+from stream.protocol import ARRAY_LENGTHS, PoseMessage
 from stream.subscribe import Subscriber
 from stream.viewer.build import STATIC
 
@@ -34,7 +34,7 @@ def frame_json(msg: PoseMessage) -> str:
     """The browser's view of one message: track, seq, status, time, and (with a pose) joints + contacts."""
     out: dict[str, Any] = {"type": "pose", "track": msg.track, "seq": msg.seq, "status": msg.status,
                            "t": round(msg.t_capture, 4), "model": msg.model}
-    if len(msg.joints) == 72:
+    if len(msg.joints) == ARRAY_LENGTHS["joints"]:
         out["joints"] = np.round(np.asarray(msg.joints, dtype=np.float64), 4).tolist()  # (72,) x y z per joint
         out["contact"] = np.round(np.asarray(msg.contact or [0.0] * 4, dtype=np.float64), 3).tolist()
     return json.dumps(out, separators=(",", ":"))

@@ -19,7 +19,7 @@ import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from stream.protocol import PoseMessage
+from stream.protocol import ARRAY_LENGTHS, PoseMessage
 from stream.vmc.convert import HumanoidConverter, UnityPose
 
 log = logging.getLogger("livemocap.vmc")
@@ -124,7 +124,7 @@ class VmcSender:
         """Send the frame of `msg` if it is the followed track's; False if skipped or failed."""
         if self._sock is None:
             return False
-        has_pose = len(msg.pose_quat) == 96 and len(msg.joints) == 72
+        has_pose = len(msg.pose_quat) == ARRAY_LENGTHS["pose_quat"] and len(msg.joints) == ARRAY_LENGTHS["joints"]
         if not self.follower.accept(msg, has_pose):
             return False
         self._t0 = msg.t_capture if self._t0 is None else self._t0
