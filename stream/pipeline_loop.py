@@ -31,13 +31,12 @@ import numpy as np
 
 from mocap.fitting import TrackState, refine_step
 from mocap.fitting.reprojection import reprojection_error
-from mocap.model.state import X_KEYPOINTS
 from stream.detector.base import Detection
 from stream.loop import FrameReport, LiveLoop, ModelStep, StageStats
+from stream.loop.memory import masked_input
 from stream.pipeline import Latest, StageThread, wait_all
 from stream.pipeline_people import PeopleModel
 from stream.pipeline_world import SharedWorld
-from stream.pose_frame import model_label, pose_message, status_message
 from stream.protocol import PoseMessage
 from stream.sources.base import Frame
 from stream.stage_clock import StageClock
@@ -103,7 +102,7 @@ class MultiPersonLoop(LiveLoop):
         self._model_stage(self._keypoint_stage(frame))
 
     def _clock_of(self, frame: Frame) -> float:
-        return frame.t_capture if self.clock == "capture" else self._media_time(frame)
+        return self.pacer.time_of(frame)
 
     def _detect(self, frame: Frame) -> list[Detection]:
         """As `LiveLoop._detect`, giving a detector that smooths over time the frame's own time."""
@@ -140,8 +139,7 @@ class MultiPersonLoop(LiveLoop):
         self.people.start(track)
         self.world.drop(track)  # a fresh state integrates in a fresh frame: align it again
         person = self._persons[track] = _Person()
-        self._n.inits += 1
-        self._n.tracks.add(track)
+        self.metrics.new_memory(track)
         return person
 
     def _forget(self, track: int) -> None:
@@ -159,7 +157,7 @@ class MultiPersonLoop(LiveLoop):
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
         last = max(self._t_last or now, self._last_read or 0.0)
-        if len(self.people) and now - last > self.lost_reset_frames / max(self.source.fps, 1):
+        if len(self.people) and self.rule.stalled(now - last, self.source.fps):
             self._reset_state()  # nobody can be followed across a long stall
         super()._heartbeat(force)
 
@@ -195,15 +193,13 @@ class MultiPersonLoop(LiveLoop):
                 if person is None:
                     continue
                 person.lost_run += 1
-                if person.lost_run >= self.lost_reset_frames:
+                if self.rule.drop_after_loss(person.lost_run):
                     self._forget(track)
                     reset = True
-                elif track in self.people and person.last_x is not None:
-                    masked = person.last_x.copy()  # a short loss: step on an all-masked input, publish no pose
-                    masked[X_KEYPOINTS] = 0.0
-                    fed[track] = self._interval(person, masked)
+                elif track in self.people and person.last_x is not None:  # a short loss: publish no pose
+                    fed[track] = self._interval(person, masked_input(person.last_x))
                 continue
-            if person is None or r.status == "init" or track not in self.people:
+            if person is None or self.rule.fresh_needed(track in self.people, r.status):
                 reset = reset or person is not None
                 person = self._start_person(track)
             person.lost_run, person.last_x = 0, x
@@ -231,7 +227,7 @@ class MultiPersonLoop(LiveLoop):
             clock.stop("refine")
 
         clock.start()
-        model = model_label(self.engine.model_id, getattr(self.engine, "generation", 0))
+        model = self.messages.model()
         motion = self._motion_used
         messages: dict[int, PoseMessage] = {}
         for r in p.results:
@@ -243,9 +239,8 @@ class MultiPersonLoop(LiveLoop):
             messages[track] = msg
             self._send(msg)
         if not messages:  # nobody in view: one "lost" message, as the single-person loop sends
-            self._n.statuses["lost"] += 1
-            msg = status_message("lost", seq=frame.seq, track=int(self._last_track), t_capture=frame.t_capture,
-                                 model=model)
+            msg = self.messages.status("lost", seq=frame.seq, track=int(self._last_track), t_capture=frame.t_capture,
+                                       model=model)
             msg.camera_motion = motion
             messages[-1] = msg
             self._send(msg)
@@ -313,22 +308,16 @@ class MultiPersonLoop(LiveLoop):
         if outputs is None:
             if r.status == "lost" and person is None:
                 return None
-            status = "lost" if r.status == "lost" else "init"
-            self._n.statuses[status] += 1
-            return status_message(status, seq=frame.seq, track=track, t_capture=frame.t_capture, model=model)
+            return self.messages.status("lost" if r.status == "lost" else "init", seq=frame.seq, track=track,
+                                        t_capture=frame.t_capture, model=model)
         assert person is not None
-        status = "init" if person.fresh else "tracking"
-        try:
-            msg = pose_message(self.world.to_shared(track, outputs), seq=frame.seq, track=track,
-                               t_capture=frame.t_capture, kp2d=r.keypoints, model=model, status=status)
-        except ValueError as exc:  # e.g. NaN betas: never publish a wrong pose
-            self._n.errors["engine"] += 1
-            self._log_error("engine output", exc)
+        msg, ok = self.messages.pose(outputs, seq=frame.seq, track=track, t_capture=frame.t_capture,
+                                     kp2d=r.keypoints, fresh=person.fresh, error_track=track, model=model,
+                                     prepare=lambda out: self.world.to_shared(track, out))
+        if ok:
+            person.fresh = False
+        else:
             self._forget(track)
-            self._n.statuses["init"] += 1
-            return status_message("init", seq=frame.seq, track=track, t_capture=frame.t_capture, model=model)
-        person.fresh = False
-        self._n.statuses[status] += 1
         return msg
 
     def _feed_person(self, frame: Frame, r: Any, x: np.ndarray, omega: np.ndarray, K: np.ndarray,
@@ -390,13 +379,12 @@ class MultiPersonLoop(LiveLoop):
                 try:
                     frame = self.source.read(self.read_timeout)
                 except Exception as exc:
-                    self._n.errors["source"] += 1
                     self._consecutive_source_errors += 1
-                    self._log_error("source", exc)
+                    self.metrics.fail("source", exc)
                     if self.max_source_errors is not None and self._consecutive_source_errors >= self.max_source_errors:
                         self.stop_reason = f"source failed {self._consecutive_source_errors} times in a row: {exc}"
                         break
-                    self._stop.wait(min(0.02 * 2 ** min(self._consecutive_source_errors, 6), 1.0))
+                    self._stop.wait(self.pacer.backoff_s(self._consecutive_source_errors))
                     continue
                 self._consecutive_source_errors = 0
                 if frame is None:
@@ -410,9 +398,7 @@ class MultiPersonLoop(LiveLoop):
                 clock.stop("read")
                 self._timings.add("read", clock.wall["read"])
                 self._cpu_timings.add("read", clock.cpu["read"])
-                self._max_seq = frame.seq if self._max_seq is None else max(self._max_seq, frame.seq)
-                if self._first_seq is None:
-                    self._first_seq = frame.seq
+                self.metrics.saw(frame.seq)
                 out.put(frame, self._stop)
         finally:
             out.close()

@@ -1,0 +1,180 @@
+"""Model memory follows the person: the reset rule, and the followed person's engine state.
+
+`ResetRule` is THE place the rule lives, for the single- and the multi-person loop alike:
+- a new track id, or the tracker re-initialising the person, starts a fresh state (``initial_state``);
+- ``lost_reset_frames`` frames in a row without the person drop it (a shorter loss steps the model on an
+  all-masked input, as training's dropped detections do, so its clock and trajectory keep running);
+- a stall (no frame at all) longer than those frames drops it too;
+- any failure of the step or of its outputs drops it (the next frame starts fresh; never a wrong pose).
+The first message of a fresh state has status ``init``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from mocap.fitting import RefineConfig, TrackState, refine_step
+from mocap.model.state import X_KEYPOINTS, frame_interval_feature
+from stream.loop.stats import LoopStats
+
+Arrays = dict[str, np.ndarray]
+#: Outputs that must be finite for a step to count (the message builder checks the rest).
+CHECKED_OUTPUTS: tuple[str, ...] = ("pose_rotmat", "cam_trans", "root_trans")
+
+
+class EngineLike(Protocol):
+    """What the loop needs of an `engines.Engine` (kept structural so tests can pass an adapter)."""
+
+    name: str
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]: ...   # x's width says whether it takes a frame interval
+
+    def initial_state(self, batch: int) -> dict[str, np.ndarray]: ...
+
+    def step(self, inputs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]: ...
+
+
+@dataclass(frozen=True)
+class ResetRule:
+    """When a person's model memory is started afresh or dropped (see the module doc)."""
+
+    lost_reset_frames: int = 15
+
+    def __post_init__(self) -> None:
+        if self.lost_reset_frames < 1:
+            raise ValueError(f"lost_reset_frames must be >= 1, got {self.lost_reset_frames}")
+        object.__setattr__(self, "lost_reset_frames", int(self.lost_reset_frames))
+
+    def fresh_needed(self, has_memory: bool, tracker_status: str, same_track: bool = True) -> bool:
+        """A seen person: start a fresh state? (none yet, the tracker re-initialised them, or another id)."""
+        return not has_memory or tracker_status == "init" or not same_track
+
+    def drop_after_loss(self, lost_run: int) -> bool:
+        """``lost_run`` frames in a row without the person: drop their memory?"""
+        return lost_run >= self.lost_reset_frames
+
+    def stalled(self, seconds: float, fps: float) -> bool:
+        """No frame for ``seconds``: is that longer than the loss the memory survives?"""
+        return seconds > self.lost_reset_frames / max(fps, 1)
+
+
+def masked_input(last_x: np.ndarray) -> np.ndarray:
+    """The input of a briefly lost person: their last box, every keypoint masked (a dropped detection)."""
+    masked = last_x.copy()
+    masked[X_KEYPOINTS] = 0.0
+    return masked
+
+
+def with_frame_interval(x: np.ndarray, width: int, dt: float) -> np.ndarray:
+    """x (66,) -> (width,) with the frame-interval feature when the model takes one (mocap/model/state.py),
+    ``dt`` clamped to [1/120, 0.2] s so a stall or a long loss does not read as a huge jump."""
+    if width <= x.shape[0]:
+        return x
+    feature = np.float32(frame_interval_feature(min(max(dt, 1.0 / 120.0), 0.2)))
+    return np.concatenate((x, np.full(width - x.shape[0], feature, np.float32)))
+
+
+class PersonMemory:
+    """The followed person's engine state (batch 1) and what the next step needs; applies `ResetRule`.
+
+    fps: the source's frame rate (callable: read when needed), the frame interval of a first step.
+    """
+
+    def __init__(self, engine: EngineLike, rule: ResetRule, stats: LoopStats,
+                 fps: Callable[[], float | None]) -> None:
+        self.engine, self.rule, self.stats, self.fps = engine, rule, stats, fps
+        self.state: Arrays | None = None
+        self.track: int | None = None       # whose state it is
+        self.fresh = False                  # the next pose comes from a fresh state: publish it as "init"
+        self.lost_run = 0
+        self.last_x: np.ndarray | None = None
+        self.fed_x: np.ndarray | None = None            # the last x handed to the engine (with its interval)
+        self.last_step_time: float | None = None        # the previous step's time, for the frame interval
+        self.last_track = 0                             # the id messages carry while nobody is followed
+        self.refine_track = TrackState()                # test-time refinement's per-track memory
+
+    def start(self, track: int) -> None:
+        self.last_step_time = None
+        self.refine_track.reset()
+        self.state = self.engine.initial_state(1)
+        self.track = track
+        self.fresh = True
+        self.stats.new_memory(track)
+        self.last_track = track
+
+    def reset(self) -> None:
+        self.refine_track.reset()
+        self.state = None
+        self.track = None
+        self.last_x = None
+
+    def advance(self, x: np.ndarray | None, track: int, tracker_status: str, omega: np.ndarray, now: float | None
+                ) -> tuple[Arrays | None, bool, Arrays | None]:
+        """One frame: x (66,) of the seen person, or None (not seen / unusable) -> (outputs or None, whether a
+        memory was dropped or replaced, the state the step started from)."""
+        if x is None:
+            self.lost_run += 1
+            if self.rule.drop_after_loss(self.lost_run) and self.state is not None:
+                self.reset()
+                return None, True, None
+            if self.state is not None and self.last_x is not None:
+                self.step(masked_input(self.last_x), omega, now)  # publishes nothing as a pose
+            return None, False, None
+        self.lost_run = 0
+        self.last_x = x
+        reset = False
+        if self.rule.fresh_needed(self.state is not None, tracker_status, track == self.track):
+            reset = self.state is not None
+            self.start(track)
+        before = self.state
+        return self.step(x, omega, now), reset, before
+
+    def with_interval(self, x: np.ndarray, now: float | None) -> np.ndarray:
+        """x with the frame-interval feature: seconds since the previous step on the loop's clock."""
+        width = int(getattr(self.engine, "input_shapes", {}).get("x", (x.shape[0],))[0])
+        last = self.last_step_time
+        dt = 1.0 / max(self.fps() or 30.0, 1.0) if last is None or now is None else now - last
+        self.last_step_time = now
+        return with_frame_interval(x, width, dt)
+
+    def step(self, x: np.ndarray, omega: np.ndarray, now: float | None) -> Arrays | None:
+        """The engine step on the current state; a failure (raised, or non-finite outputs) drops the memory."""
+        assert self.state is not None
+        x = self.with_interval(x, now)
+        self.fed_x = x  # what the engine really saw (the adaptation trains on it)
+        try:
+            outputs, state = self.engine.step({"x": x[None], "omega": omega[None]}, self.state)
+            bad = [k for k in CHECKED_OUTPUTS if not np.all(np.isfinite(outputs[k]))]
+            if bad:
+                raise FloatingPointError(f"engine produced non-finite {bad}")
+        except Exception as exc:
+            self.stats.fail("engine", exc)
+            self.reset()
+            return None
+        self.state = state
+        return outputs
+
+    def refine(self, outputs: Arrays, state_before: Any, kp2d: np.ndarray, K: np.ndarray,
+               config: RefineConfig) -> Arrays:
+        """The step's outputs fitted to the frame's keypoints; the engine state then carries the refined feet
+        and root (so the next step integrates the trajectory from the refined body). Errors keep the network's."""
+        try:
+            fps = self.fps()
+            res = refine_step(outputs, state_before, self.state or {}, kp2d, K, self.refine_track, config,
+                              dt=1.0 / fps if fps and fps > 0 else None)
+        except Exception as exc:
+            self.stats.fail("refine", exc)
+            return outputs
+        if res.refined is not None and self.state is not None:
+            self.state = res.state
+        return res.outputs
+
+
+__all__ = ["CHECKED_OUTPUTS", "EngineLike", "PersonMemory", "ResetRule", "masked_input", "with_frame_interval"]
