@@ -176,7 +176,8 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
     if multi:
         extra = {"people": stats.get("people"), "slot_dropped": stats.get("slot_dropped"),
                  "stages_cpu_ms": _cpu_summary(stats.get("stages_cpu_ms", {})),
-                 "batched_model_step_ms": bench_batched_step(engine)}
+                 "batched_model_step_ms": bench_batched_step(engine),
+                 "batched_model_step_cpu_ms": bench_batched_step(engine, clock=time.thread_time)}
     processed = max(stats["frames"], 1)
     return {
         "source": str(source_path),
@@ -203,6 +204,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         "latency_keypoints_to_receive_ms": _percentiles(kp_to_rx),
         "latency_capture_to_receive_ms": _percentiles(cap_to_rx),
         "stages_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in stats["stages_ms"].items()},
+        "reproj_err_rel_p50": stats["reproj_err_rel"]["p50"],
         "source_cpu_ms": _cpu_summary(source.cpu.summary()),
         "process_cpu_ms_per_frame": 1e3 * process_cpu_s / processed,
         "subscriber_cpu_ms_per_frame": 1e3 * (sub_cpu.ru_utime + sub_cpu.ru_stime) / processed,
