@@ -5,8 +5,10 @@ detector runs them itself, in BlazePose's tracking mode for every person: each p
 that the landmark network's two auxiliary points carry from frame to frame, and the person detector
 (`pose_detection.tflite`, SSD over the whole letterboxed frame) runs only when a slot's crop was lost on the
 previous frame, when there is no slot, or every `redetect_every` frames while fewer than `max_people` are
-followed (a newcomer must be found; 0 turns that off). A detection whose crop coincides with a followed
-person's is not a new person; two slots that converge onto one person (crossings) are merged into the older.
+followed (a newcomer must be found; 0 turns that off). After a loss it runs on each of the next
+`redetect_every` frames, or until as many people are followed as before the loss (searching on would only
+find the people already followed, or ghosts). A detection whose crop coincides with a followed person's is
+not a new person; two slots that converge onto one person (crossings) are merged into the older.
 Numerics (anchors, decoding, crops, heatmap refinement): `stream/detector/blazepose_multi_ops.py`.
 
 Runtime: LiteRT (`ai-edge-litert`, XNNPACK on CPU). tflite2onnx 0.4.1 cannot convert either model (the
@@ -220,6 +222,7 @@ class BlazePoseMultiDetector(Detector):
         self._frame = 0
         self._since_detect = 0
         self._search = 0  # frames left during which the detector runs on every frame (after a loss)
+        self._search_for = 0  # people followed before that loss: the search ends once as many are again
 
     def close(self) -> None:
         self._closed = True
@@ -249,8 +252,11 @@ class BlazePoseMultiDetector(Detector):
             info["detector_runs"] = 1
             self._since_detect = 0
             self._search = max(0, self._search - 1)
+            if len(self._slots) >= self._search_for:  # as many people as before the loss: found again
+                self._search = 0
         found: list[tuple[_Slot, Landmarks]] = []
         lost = False
+        established = sum(s.age > 0 for s in self._slots)
         clock.start()
         for slot in self._slots:
             lm = self._landmarks(rgb, slot.roi)
@@ -273,6 +279,7 @@ class BlazePoseMultiDetector(Detector):
         self._slots = kept
         if lost:  # look for them on the next frames (they may reappear anywhere), as BlazePose's tracking mode
             self._search = max(1, self.redetect_every)
+            self._search_for = established
         info["people"] = len(detections)
         clock.stop("post")
         self.last_info = info
