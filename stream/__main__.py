@@ -554,9 +554,15 @@ def main(argv: list[str] | None = None, prog: str = "run_live.py") -> int:
     try:
         return _run_and_report(args, prog)
     finally:
-        if not _SIGNALS_SEEN[0]:  # after a stop signal, a late one must not kill the exiting process (-2)
+        if not _SIGNALS_SEEN[0]:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
+        else:
+            # The run has stopped and reported; a late stop signal has nothing left to stop. Ignored, not merely
+            # left to on_signal: Python's finalizer resets Python-level handlers to the default action, which
+            # would kill the exiting process with -2 (it keeps SIG_IGN as it is).
+            for sig in saved:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def _run_and_report(args: argparse.Namespace, prog: str) -> int:
