@@ -16,7 +16,7 @@ detector uses the DENSIFY op, the landmark model's PAD fails), so onnxruntime is
 What it costs (BENCHMARKS.md, issue 13): the landmark network is loaded without its unused segmentation
 branch (`stream.detector.tflite_prune`: -35 % CPU per crop, the same landmarks); inputs are written into the
 interpreter's tensors in place, and the heatmap refinement reads only the 39 windows it needs. The landmark
-network (~11 ms of CPU per person on the shared 2-core machine) is then most of the cost; the wheel ships
+network (~12 ms of CPU per person on the shared 2-core machine) is then most of the cost; the wheel ships
 only its "full" variant (lite and heavy are downloads). Frames are shrunk by INTER_AREA as the single-person
 path does; the cheaper `downscale` is the `fast_resize` option.
 
