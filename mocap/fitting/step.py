@@ -1,6 +1,6 @@
 """The engine-agnostic post-step hook: refine person `index` of a batch-first engine step, in numpy.
 
-Used by the live loop (`stream/loop/memory.py`, `stream/pipeline_people.py`) and the evaluation (`mocap/eval.py`) alike: it sees only the step's
+Used by the live loop (`stream/loop/memory.py`, `stream/pipeline_loop.py`) and the evaluation (`mocap/eval.py`) alike: it sees only the step's
 numpy outputs and state dicts, so onnxruntime, torch and TensorRT engines all get the same refinement.
 """
 from __future__ import annotations
