@@ -29,6 +29,7 @@ from .data.motion_bank import MotionBank, Timing
 from .data.synth import SynthConfig, SyntheticGenerator
 from .losses import LOSS_WEIGHTS, compute_losses, total_loss
 from .metrics import pa_mpjpe
+from .skeleton import NUM_JOINTS
 from .model import CausalMocap, ModelConfig, save_checkpoint
 from .model.checkpoint import load_checkpoint_meta, resolve_checkpoint
 
@@ -151,8 +152,8 @@ def validate(model: CausalMocap, gen: SyntheticGenerator, bank: MotionBank, seed
     motion = bank.sample(rng, n, window, speed=(1.0, 1.0))
     batch = gen(motion, rng, camera="moving")
     out, _ = model.forward_sequence(batch["x"].to(device), batch["omega"].to(device))
-    pred = out["joints_cam_rel"].reshape(-1, 24, 3).float().cpu().numpy()
-    gt = batch["gt_joints_cam_rel"].reshape(-1, 24, 3).numpy()
+    pred = out["joints_cam_rel"].reshape(-1, NUM_JOINTS, 3).float().cpu().numpy()
+    gt = batch["gt_joints_cam_rel"].reshape(-1, NUM_JOINTS, 3).numpy()
     model.train()
     return {
         "val_pa_mpjpe_mm": float(pa_mpjpe(pred, gt)),

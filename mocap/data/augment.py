@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_matrix
-from ..skeleton import FOOT_KEYPOINT_IDS, SMPL_JOINT_FLIP, SMPL_JOINT_NAMES
+from ..skeleton import FOOT_KEYPOINT_IDS, NUM_JOINTS, SMPL_JOINT_FLIP, SMPL_JOINT_NAMES
 from .contacts import foot_contacts
 from .motion_bank import MotionWindows
 
@@ -121,7 +121,7 @@ def _swing_weight(motion: MotionWindows, body: torch.nn.Module, smooth_frames: i
     b, t = motion.pose_rotmat.shape[:2]
     dt = motion.dt if motion.dt is not None else torch.full((b, t), 1 / 30)
     with torch.no_grad():
-        kp = body(motion.pose_rotmat.reshape(b * t, 24, 3, 3), motion.betas.repeat_interleave(t, 0),
+        kp = body(motion.pose_rotmat.reshape(b * t, NUM_JOINTS, 3, 3), motion.betas.repeat_interleave(t, 0),
                   motion.trans.reshape(b * t, 3)).keypoints
     planted = foot_contacts(kp[:, list(FOOT_KEYPOINT_IDS)].reshape(b, t, 4, 3), dt).numpy()
     sides = np.stack((planted[..., :2].any(-1), planted[..., 2:].any(-1)), -1).astype(np.float64)  # (B, T, 2)

@@ -14,7 +14,7 @@ from ..body import BuiltinBody
 from ..camera import CONF_THRESHOLD, bbox_from_keypoints, normalize_keypoints
 from ..model.state import frame_interval_feature
 from ..rotations import axis_rotation
-from ..skeleton import FOOT_KEYPOINT_IDS
+from ..skeleton import FOOT_KEYPOINT_IDS, NUM_JOINTS, NUM_KEYPOINTS
 from .augment import Augment, augment_motion
 from .contacts import CONTACT_HEIGHT, CONTACT_SPEED, foot_contacts
 from .detector_noise import DetectorNoise, corrupt_keypoints
@@ -85,8 +85,8 @@ class SyntheticGenerator:
 
         flat = lambda a: a.reshape((b * t,) + a.shape[2:])  # noqa: E731
         world = self.body(flat(rot), betas.repeat_interleave(t, 0), flat(trans))
-        joints_w = world.joints.reshape(b, t, 24, 3)
-        kp_w = world.keypoints.reshape(b, t, 21, 3)
+        joints_w = world.joints.reshape(b, t, NUM_JOINTS, 3)
+        kp_w = world.keypoints.reshape(b, t, NUM_KEYPOINTS, 3)
         contact = self._contact_labels(kp_w[:, :, list(FOOT_KEYPOINT_IDS)], dt)
 
         # --- camera and projection.
@@ -161,7 +161,7 @@ class SyntheticGenerator:
 
     def _leg_height(self, betas: torch.Tensor) -> torch.Tensor:
         """Pelvis height above the lowest foot point at rest, (B,) metres."""
-        zero = torch.zeros(betas.shape[0], 24, 3)
+        zero = torch.zeros(betas.shape[0], NUM_JOINTS, 3)
         kp = self.body(zero, betas).keypoints
         return -kp[:, list(FOOT_KEYPOINT_IDS), 1].min(-1).values
 
@@ -186,7 +186,7 @@ def benchmark(batch: int = 64, window: int = 64, repeats: int = 10, seed: int = 
     from .motion_bank import MotionWindows
 
     t = torch.arange(window, dtype=torch.float32) / 30
-    aa = torch.zeros(batch, window, 24, 3)
+    aa = torch.zeros(batch, window, NUM_JOINTS, 3)
     aa[:, :, 1, 0], aa[:, :, 2, 0] = 0.5 * torch.sin(6.28 * t), -0.5 * torch.sin(6.28 * t)
     trans = torch.zeros(batch, window, 3)
     trans[..., 1], trans[..., 2] = 0.92, t
