@@ -38,6 +38,10 @@ TRAIN_TIMING = Timing(fps_choices=(24.0, 25.0, 30.0, 30.0, 30.0, 50.0, 60.0), dr
                       speed=(0.7, 1.5), warp=0.3)
 
 
+#: Validation windows are the same whatever the training seed, so runs with different seeds compare.
+VALIDATION_SEED = 1
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     iters: int = 6000
@@ -53,6 +57,7 @@ class TrainConfig:
     minutes: float | None = None    # wall-time budget (the LR schedule anneals to whichever ends first)
     augment: bool = True            # widen the motion prior (mirror, recombine, perturb, procedural poses)
     timing: bool = True             # random fps / drops / speed warps (False: 30 fps, speed 0.8-1.25 as before)
+    fps_choices: tuple[float, ...] = TRAIN_TIMING.fps_choices  # drawn uniformly per window: repeat a rate to weight it
     model: dict = dataclasses.field(default_factory=dict)
 
 
@@ -219,7 +224,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = SyntheticGenerator(SynthConfig(augment=Augment() if cfg.augment else None))
     val_gen = SyntheticGenerator(SynthConfig())
-    timing = TRAIN_TIMING if cfg.timing else None
+    timing = dataclasses.replace(TRAIN_TIMING, fps_choices=tuple(cfg.fps_choices)) if cfg.timing else None
     last, last_opt = out_dir / "last.safetensors", out_dir / "last.optim.safetensors"
     start = 0
     if last.is_file() and last_opt.is_file():
@@ -272,7 +277,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
             bar.set_postfix(loss=f"{loss.item():.3f}", j3d=f"{terms['joints3d'].item():.4f}")
         record = {"it": it, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
         if (it + 1) % cfg.val_every == 0 or it + 1 == cfg.iters:
-            record.update(validate(model, val_gen, val_bank, cfg.seed + 1))
+            record.update(validate(model, val_gen, val_bank, VALIDATION_SEED))
             bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
         log.write(json.dumps(record) + "\n")
         if (it + 1) % cfg.save_every == 0:
@@ -305,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.add_argument("--amp", choices=["off", *AMP_DTYPES], default="off",
                    help="mixed-precision forward pass on CUDA (bf16 needs Ampere or newer); losses stay float32")
+    p.add_argument("--seed", type=int, default=None,
+                   help="batch seed (iteration i of seed s always sees the same batch): a new one for a continuation run")
+    p.add_argument("--fps-choices", default=None,
+                   help="comma-separated frame rates drawn per training window, e.g. 24,25,30,50,60,60")
     args = p.parse_args(argv)
     try:  # once, up front: a bad request is one sentence and exit code 2, before any data is loaded
         device = resolve_device(args.device)
@@ -319,6 +328,17 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, threads=args.threads)
     if args.lr:
         cfg = dataclasses.replace(cfg, lr=args.lr)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    if args.fps_choices:
+        try:
+            fps_choices = tuple(float(f) for f in args.fps_choices.split(","))
+        except ValueError:
+            fps_choices = ()
+        if not fps_choices or min(fps_choices) <= 0:
+            print(f"error: --fps-choices {args.fps_choices!r}: give positive frame rates, e.g. 24,30,60", file=sys.stderr)
+            sys.exit(2)
+        cfg = dataclasses.replace(cfg, fps_choices=fps_choices)
     out = args.out or Path("runs") / f"{args.config}-{args.kind}"
     print(f"training on {device}" + (f" with {args.amp} autocast" if args.amp != "off" else ""), file=sys.stderr)
     path = train(cfg, args.data, out, args.kind, args.minutes if args.minutes is not None else cfg.minutes, args.init,
