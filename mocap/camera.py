@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from mocap.arrays import as_float, cast, clamp_min, is_tracing, like, namespace, unbind
+from mocap.arrays import as_float, cast, clamp_min, is_tracing, like, namespace, sum_last, unbind
 from mocap.model.state import INPUT_DIM_NO_INTERVAL, X_KEYPOINTS
 from mocap.rotations import IDENTITY_6D, matrix_to_rot6d
 from mocap.skeleton import NUM_KEYPOINTS
@@ -30,6 +30,9 @@ NORMALIZED_DIM = INPUT_DIM_NO_INTERVAL
 #: Keypoints whose confidence is below this are masked (coordinates zeroed, visible flag 0).
 CONF_THRESHOLD = 0.3
 _MIN_DEPTH = 1e-6
+#: Axis lengths `look_at` floors before dividing (a camera on its target), and below which it calls a view vertical.
+_LOOK_AT_EPS = 1e-6
+_VERTICAL_EPS = 1e-9
 #: Frame intervals (s) below this are floored when omega divides by one (a repeated timestamp must not explode).
 OMEGA_MIN_DT = 1e-4
 
@@ -138,6 +141,28 @@ def full_to_cam_crop(trans: ArrayT, bbox: ArrayT, focal: Any, principal: Any) ->
     return xp.stack(
         (2.0 * f / (z * size), x - (cx - pp[..., 0]) * z / f, y - (cy - pp[..., 1]) * z / f), axis=-1
     )
+
+
+def look_at(eye: ArrayT, target: Any) -> ArrayT:
+    """World->camera rotation (..., 3, 3) of an OpenCV camera at eye (..., 3) looking at target (..., 3), world
+    Y up, no roll: rows (x right, y down, z forward). Written once for the training cameras
+    (`mocap.data.virtual_camera`, torch batches) and the demo source (`stream.sources.synthetic`, numpy).
+
+    y is world down with its component along z removed; raises ValueError (eager only) when a view is vertical,
+    where roll is undefined."""
+    xp = namespace(eye, target)
+    e = as_float(eye, xp)
+    _check_last(e, 3, "eye", xp)
+    z = like(target, e, xp) - e
+    z = z / clamp_min(xp.linalg.norm(z, axis=-1, keepdims=True), _LOOK_AT_EPS)
+    down = like((0.0, -1.0, 0.0), z, xp)
+    y = down - sum_last(down * z) * z
+    y_len = xp.linalg.norm(y, axis=-1, keepdims=True)
+    if not is_tracing(xp) and bool((y_len < _VERTICAL_EPS).any()):
+        raise ValueError("look_at: viewing direction is vertical, roll is undefined")
+    y = y / clamp_min(y_len, _LOOK_AT_EPS)
+    x = np.cross(y, z) if xp is np else xp.linalg.cross(y, z)  # torch's own cross: the training cameras' bits
+    return xp.stack((x, y, z), axis=-2)
 
 
 # ------------------------------------------------------------------------------------------------ camera omega

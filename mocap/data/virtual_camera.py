@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..camera import camera_omega, frame_rotation
+from ..camera import camera_omega, frame_rotation, look_at
 from ..rotations import axis_rotation
 
 
@@ -18,17 +18,6 @@ class CameraTrack:
     principal: torch.Tensor    # (B, 2) pixels
     image_size: torch.Tensor   # (B, 2) (W, H)
     moving: torch.Tensor       # (B,) bool
-
-
-def look_at(centre: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """World->camera rotation (..., 3, 3) of an OpenCV camera at `centre` looking at `target`, no roll (Y up)."""
-    z = target - centre
-    z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    down = torch.tensor([0.0, -1.0, 0.0], dtype=z.dtype).expand_as(z)
-    y = down - (down * z).sum(-1, keepdim=True) * z
-    y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    x = torch.linalg.cross(y, z)
-    return torch.stack((x, y, z), dim=-2)
 
 
 def angular_velocity_6d(rotation: torch.Tensor, fps: float | None = None, dt: torch.Tensor | None = None) -> torch.Tensor:

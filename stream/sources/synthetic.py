@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from mocap.camera import camera_omega, default_intrinsics, frame_rotation, project
+from mocap.camera import camera_omega, default_intrinsics, frame_rotation, look_at, project
 from mocap.fitting.body_numpy import pose
 from mocap.model.state import OMEGA_DIM
 from mocap.rotations import axis_angle_to_matrix, axis_rotation, matrix_to_axis_angle
@@ -113,17 +113,6 @@ class WalkWaveMotion:
         lowest = kp[:, list(FOOT_KEYPOINT_IDS), 1].min(axis=1)  # (N,)
         trans = np.stack([self.radius * np.sin(self.theta), -lowest, self.radius * np.cos(self.theta)], -1)
         return trans, kp + trans[:, None, :]
-
-
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World->camera rotation (3, 3) of an OpenCV camera at `eye` looking at `target`, world Y up, no roll."""
-    z = target - eye
-    z = z / np.linalg.norm(z)
-    x = np.cross(z, [0.0, 1.0, 0.0])
-    if np.linalg.norm(x) < 1e-9:
-        raise ValueError("look_at: viewing direction is vertical, roll is undefined")
-    x = x / np.linalg.norm(x)
-    return np.stack([x, np.cross(z, x), z])
 
 
 class SyntheticSource(Source):
