@@ -52,6 +52,14 @@ def default_intrinsics(width: int, height: int) -> np.ndarray:
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
 
+def check_intrinsics(K: Any) -> np.ndarray:
+    """A caller's calibration as a float64 (3, 3) K, or ValueError (not a K, or a focal length not positive)."""
+    k = np.asarray(K, dtype=np.float64)
+    if k.shape != (3, 3) or not k[0, 0] > 0 or not k[1, 1] > 0:
+        raise ValueError(f"intrinsics must be a (3, 3) K with positive focal lengths, got {k}")
+    return k
+
+
 def project(points_cam: ArrayT, K: ArrayT) -> ArrayT:
     """points_cam (..., N, 3) camera frame, K (3, 3) or (..., 3, 3) -> pixels (..., N, 2).
 

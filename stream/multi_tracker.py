@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from mocap.camera import CONF_THRESHOLD
-from mocap.skeleton import KEYPOINT_FLIP
+from mocap.skeleton import KEYPOINT_FLIP, NUM_KEYPOINTS
 from stream.detector.base import Detection
 from stream.tracker import OneEuroFilter, TrackResult, person_candidates
 
@@ -62,7 +62,7 @@ class _Track:
     keypoints: np.ndarray          # (21, 3) last output (swap-corrected) keypoints
     t: float
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))   # box units per second
-    kp_velocity: np.ndarray = field(default_factory=lambda: np.zeros((21, 2)))
+    kp_velocity: np.ndarray = field(default_factory=lambda: np.zeros((NUM_KEYPOINTS, 2)))
     hits: int = 1
     frames_lost: int = 0
     slot: int | None = None

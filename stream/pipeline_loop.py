@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from mocap.fitting import TrackState, refine_step
-from mocap.fitting.reprojection import reprojection_error
 from stream.detector.base import Detection
-from stream.loop import FrameReport, LiveLoop, ModelStep, StageStats
-from stream.loop.memory import masked_input
+from stream.loop import FrameReport, LiveLoop, StageStats
+from stream.loop.inputs import detections, network_input
+from stream.loop.memory import interval_input, masked_input
+from stream.loop.reports import feed_model_step, record_reprojection
 from stream.pipeline import Latest, StageThread, wait_all
 from stream.pipeline_people import PeopleModel
 from stream.pipeline_world import SharedWorld
@@ -108,12 +109,7 @@ class MultiPersonLoop(LiveLoop):
         """As `LiveLoop._detect`, giving a detector that smooths over time the frame's own time."""
         if frame.keypoints is not None or not self._detector_takes_t or frame.image is None:
             return super()._detect(frame)
-        try:
-            return list(self.detector.detect(frame.image, t=self._clock_of(frame)))
-        except Exception as exc:
-            self._n.errors["detector"] += 1
-            self._log_error("detector", exc)
-            return []
+        return detections(frame, self.detector, self.metrics, t=self._clock_of(frame))
 
     def _keypoint_stage(self, frame: Frame) -> KeypointPacket:
         stages, size, K = self._begin_frame(frame)
@@ -129,7 +125,7 @@ class MultiPersonLoop(LiveLoop):
         xs: dict[int, np.ndarray] = {}
         for r in results:
             if r.status != "lost":
-                x = self._normalize(r, K)
+                x = network_input(r, K, self.metrics)
                 if x is not None:
                     xs[int(r.track_id)] = x
         clock.stop("track")
@@ -156,19 +152,15 @@ class MultiPersonLoop(LiveLoop):
 
     def _heartbeat(self, force: bool = False) -> None:
         now = time.monotonic()
-        last = max(self._t_last or now, self._last_read or 0.0)
+        last = max(self.metrics.t_last or now, self._last_read or 0.0)
         if len(self.people) and self.rule.stalled(now - last, self.source.fps):
             self._reset_state()  # nobody can be followed across a long stall
         super()._heartbeat(force)
 
-    def _interval(self, person: _Person, x: np.ndarray) -> np.ndarray:
+    def _interval(self, person: _Person, x: np.ndarray, now: float) -> np.ndarray:
         """x with the frame-interval feature when the model takes one, on this person's own step clock."""
-        add = getattr(self, "_with_frame_interval", None)
-        if add is None:
-            return x
-        self._last_step_time = person.last_step_time
-        x = add(x)
-        person.last_step_time = self._last_step_time
+        x = interval_input(self.engine, x, person.last_step_time, now, getattr(self.source, "fps", None))
+        person.last_step_time = now
         return x
 
     def _model_stage(self, p: KeypointPacket) -> None:
@@ -176,8 +168,8 @@ class MultiPersonLoop(LiveLoop):
         seen = [r for r in p.results if int(r.track_id) in p.xs]
         main = max(seen, key=lambda r: float(r.bbox[2])) if seen else None
         clock = StageClock(stages, p.cpu)
-        self._step_clock = self._clock_of(frame)
-        omega = self._omega(frame, main.bbox if main is not None else None)
+        now = self._clock_of(frame)
+        omega = self.motion.update(now, frame.image, main.bbox if main is not None else None)
         clock.stop("camera_motion")
 
         reset = False
@@ -197,13 +189,13 @@ class MultiPersonLoop(LiveLoop):
                     self._forget(track)
                     reset = True
                 elif track in self.people and person.last_x is not None:  # a short loss: publish no pose
-                    fed[track] = self._interval(person, masked_input(person.last_x))
+                    fed[track] = self._interval(person, masked_input(person.last_x), now)
                 continue
             if person is None or self.rule.fresh_needed(track in self.people, r.status):
                 reset = reset or person is not None
                 person = self._start_person(track)
             person.lost_run, person.last_x = 0, x
-            fed[track] = self._interval(person, x)
+            fed[track] = self._interval(person, x, now)
             posed.append(r)
 
         clock.start()
@@ -212,11 +204,10 @@ class MultiPersonLoop(LiveLoop):
         try:
             outputs, before, failed = self.people.step(fed, omega)
             if failed:
-                self._n.errors["engine"] += len(failed)
-                self._log_error("engine", FloatingPointError(f"engine produced non-finite outputs for {failed}"))
+                self.metrics.n.errors["engine"] += len(failed)
+                self.metrics.log_error("engine", FloatingPointError(f"engine produced non-finite outputs for {failed}"))
         except Exception as exc:
-            self._n.errors["engine"] += 1
-            self._log_error("engine", exc)
+            self.metrics.fail("engine", exc)
             failed = list(fed)
         for track in failed:
             self._forget(track)
@@ -228,7 +219,7 @@ class MultiPersonLoop(LiveLoop):
 
         clock.start()
         model = self.messages.model()
-        motion = self._motion_used
+        motion = self.motion.used
         messages: dict[int, PoseMessage] = {}
         for r in p.results:
             track = int(r.track_id)
@@ -237,13 +228,13 @@ class MultiPersonLoop(LiveLoop):
                 continue
             msg.camera_motion = motion
             messages[track] = msg
-            self._send(msg)
+            self.sinks.send(msg)
         if not messages:  # nobody in view: one "lost" message, as the single-person loop sends
-            msg = self.messages.status("lost", seq=frame.seq, track=int(self._last_track), t_capture=frame.t_capture,
+            msg = self.messages.status("lost", seq=frame.seq, track=int(self.memory.last_track), t_capture=frame.t_capture,
                                        model=model)
             msg.camera_motion = motion
             messages[-1] = msg
-            self._send(msg)
+            self.sinks.send(msg)
         t_published = time.monotonic()
         clock.stop("publish")
         self._people_per_frame[sum(int(r.track_id) in outputs for r in posed)] += 1
@@ -254,25 +245,24 @@ class MultiPersonLoop(LiveLoop):
             track = int(r.track_id)
             if track not in outputs or "kp3d_cam" not in outputs[track]:
                 continue
-            reproj = reprojection_error(outputs[track]["kp3d_cam"][0], r.keypoints, K)
-            if reproj is not None:
-                self._reproj.append(reproj)
+            reproj = record_reprojection(self.metrics, outputs[track], r.keypoints, K)
             if track == main_track:
                 reproj_main = reproj
             if self.on_model_step is not None and track in self.people:
-                self._feed_person(frame, r, fed[track], omega, K, before[track], messages[track], reproj)
+                feed_model_step(self.on_model_step, self.metrics, self.engine, seq=frame.seq,
+                                track=messages[track].track, t_capture=frame.t_capture, x=fed[track], omega=omega,
+                                kp2d=r.keypoints, bbox=r.bbox, K=K, state_before=before[track],
+                                state_after=self.people.state_of(track), reproj=reproj)
         stages["latency"] = (t_published - frame.t_capture) * 1e3
-        for stage, ms in stages.items():
-            self._timings.add(stage, ms)
+        self.metrics.finished(stages, t_published)
         for stage, ms in clock.cpu.items():
             self._cpu_timings.add(stage, ms)
-        self._t_last = t_published
         if main_track is not None:
-            self._last_track = main_track
+            self.memory.last_track = main_track
         report_msg = messages.get(main_track, next(iter(messages.values())))
-        if self.preview is not None:
-            self._show(frame, main if main is not None else p.results[0] if p.results else _NoPerson,
-                       outputs.get(main_track) if main_track is not None else None, K, report_msg)
+        shown = main if main is not None else p.results[0] if p.results else None
+        self._show(frame, shown.keypoints if shown is not None else None,
+                   outputs.get(main_track) if main_track is not None else None, K, report_msg)
         if self.on_frame is not None:
             self.on_frame(FrameReport(frame.seq, report_msg.status, report_msg.track, frame.t_capture,
                                       p.t_keypoints, t_published, stages, reset, reproj_main, report_msg))
@@ -291,8 +281,7 @@ class MultiPersonLoop(LiveLoop):
                 res = refine_step(outputs[track], before[track], self.people.state_of(track), r.keypoints, K,
                                   self._persons[track].refine, self.refine, dt=dt)
             except Exception as exc:
-                self._n.errors["refine"] += 1
-                self._log_error("refine", exc)
+                self.metrics.fail("refine", exc)
                 continue
             outputs[track] = res.outputs
             if res.refined is not None:
@@ -319,18 +308,6 @@ class MultiPersonLoop(LiveLoop):
         else:
             self._forget(track)
         return msg
-
-    def _feed_person(self, frame: Frame, r: Any, x: np.ndarray, omega: np.ndarray, K: np.ndarray,
-                     state_before: Any, msg: PoseMessage, reproj: float | None) -> None:
-        try:
-            self.on_model_step(ModelStep(  # type: ignore[misc]
-                seq=frame.seq, track=msg.track, t_capture=frame.t_capture, x=x, omega=omega, kp2d=r.keypoints,
-                bbox=np.asarray(r.bbox), K=K, state_before=state_before,
-                state_after=self.people.state_of(msg.track), reproj=reproj,
-                generation=int(getattr(self.engine, "generation", 0))))
-        except Exception as exc:
-            self._n.errors["adaptation"] += 1
-            self._log_error("adaptation", exc)
 
     # ------------------------------------------------------------------ threads
     def run(self, max_frames: int | None = None) -> dict[str, Any]:
@@ -379,24 +356,24 @@ class MultiPersonLoop(LiveLoop):
                 try:
                     frame = self.source.read(self.read_timeout)
                 except Exception as exc:
-                    self._consecutive_source_errors += 1
                     self.metrics.fail("source", exc)
-                    if self.max_source_errors is not None and self._consecutive_source_errors >= self.max_source_errors:
-                        self.stop_reason = f"source failed {self._consecutive_source_errors} times in a row: {exc}"
+                    gave_up = self.source_errors.failed(exc)
+                    if gave_up is not None:
+                        self.stop_reason = gave_up
                         break
-                    self._stop.wait(self.pacer.backoff_s(self._consecutive_source_errors))
+                    self._stop.wait(self.source_errors.backoff_s())
                     continue
-                self._consecutive_source_errors = 0
+                self.source_errors.ok()
                 if frame is None:
                     if self.source.finished:
                         self.stop_reason = self.stop_reason or "source finished"
                         break
-                    self._note_source_status()
+                    self.source_errors.note_status()
                     continue
                 read += 1
                 self._last_read = time.monotonic()
                 clock.stop("read")
-                self._timings.add("read", clock.wall["read"])
+                self.metrics.timings.add("read", clock.wall["read"])
                 self._cpu_timings.add("read", clock.cpu["read"])
                 self.metrics.saw(frame.seq)
                 out.put(frame, self._stop)
@@ -404,7 +381,7 @@ class MultiPersonLoop(LiveLoop):
             out.close()
 
     def _stage_error(self, stage: str, exc: Exception) -> None:
-        self._n.errors["other"] += 1
+        self.metrics.n.errors["other"] += 1
         log.warning("%s stage failed: %s: %s", stage, type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ reporting
@@ -425,11 +402,5 @@ class MultiPersonLoop(LiveLoop):
             out["slot_dropped"] = {name: slot.dropped for name, slot in self._slots.items()}
         return out
 
-
-class _NoPersonResult:
-    keypoints = None
-
-
-_NoPerson = _NoPersonResult()
 
 __all__ = ["KeypointPacket", "MultiPersonLoop"]

@@ -19,9 +19,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from stream.loop.memory import CHECKED_OUTPUTS, engine_inputs, finite_rows
+
 Arrays = dict[str, np.ndarray]
-#: Outputs that must be finite for a person's step to count (the rest is checked by the message builder).
-CHECKED_OUTPUTS: tuple[str, ...] = ("pose_rotmat", "cam_trans", "root_trans")
 
 
 class PeopleModel:
@@ -77,7 +77,8 @@ class PeopleModel:
         """xs {track: x (D,)} for tracks that have a state, omega (6,) shared by everyone (one camera).
 
         Returns (outputs {track: batch-1 arrays}, states_before {track: batch-1 arrays}, failed tracks whose
-        outputs were non-finite; their state is dropped). Raises what the engine raises (nobody's state changes).
+        `CHECKED_OUTPUTS` were non-finite; their state is dropped). Raises what the engine raises, and KeyError for
+        outputs without `CHECKED_OUTPUTS` (nobody's state changes then).
         """
         tracks = [int(t) for t in xs]
         if not tracks:
@@ -89,8 +90,8 @@ class PeopleModel:
         rows = None if everyone else np.array([self.tracks.index(t) for t in tracks])
         batch_state = self._state if rows is None else {k: v[rows] for k, v in self._state.items()}
         x = np.stack([np.asarray(xs[t], np.float32) for t in tracks])
-        om = np.repeat(np.asarray(omega, np.float32).reshape(1, 6), len(tracks), axis=0)
-        outputs, state = self.engine.step({"x": x, "omega": om}, batch_state)
+        outputs, state = self.engine.step(engine_inputs(x, omega), batch_state)
+        ok = finite_rows(outputs, len(tracks))
         before = {t: {k: v[i:i + 1] for k, v in batch_state.items()} for i, t in enumerate(tracks)}
         if rows is None:
             self._state = dict(state)
@@ -99,10 +100,6 @@ class PeopleModel:
             for k in merged:
                 merged[k][rows] = state[k]
             self._state = merged
-        ok = np.ones(len(tracks), bool)
-        for k in CHECKED_OUTPUTS:
-            if k in outputs:
-                ok &= np.isfinite(outputs[k].reshape(len(tracks), -1)).all(axis=1)
         failed = [t for t, good in zip(tracks, ok) if not good]
         per_out = {t: {k: v[i:i + 1] for k, v in outputs.items()} for i, t in enumerate(tracks) if ok[i]}
         for t in failed:

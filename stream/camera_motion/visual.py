@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from mocap.camera import default_intrinsics
+from mocap.camera import check_intrinsics, default_intrinsics
 from mocap.rotations import kabsch
 
 from .base import IDENTITY, CameraMotion
@@ -76,9 +76,7 @@ class VisualCameraMotion(CameraMotion):
         seed: int = 0,
     ) -> None:
         if intrinsics is not None:
-            intrinsics = np.asarray(intrinsics, dtype=np.float64)
-            if intrinsics.shape != (3, 3) or intrinsics[0, 0] <= 0 or intrinsics[1, 1] <= 0:
-                raise ValueError(f"intrinsics must be a (3, 3) K with positive focal lengths, got {intrinsics}")
+            intrinsics = check_intrinsics(intrinsics)
         if work_width < 64 or min_features < 2 or max_features < min_features:
             raise ValueError("need work_width >= 64 and 2 <= min_features <= max_features")
         self.intrinsics = intrinsics

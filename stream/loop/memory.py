@@ -16,11 +16,11 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 
 from mocap.fitting import RefineConfig, TrackState, refine_step
-from mocap.model.state import X_KEYPOINTS, frame_interval_feature
+from mocap.model.state import OMEGA_DIM, X_KEYPOINTS, frame_interval_feature
 from stream.loop.stats import LoopStats
 
 Arrays = dict[str, np.ndarray]
-#: Outputs that must be finite for a step to count (the message builder checks the rest).
+#: Outputs that must be finite for a person's step to count (the message builder checks the rest); both loops'.
 CHECKED_OUTPUTS: tuple[str, ...] = ("pose_rotmat", "cam_trans", "root_trans")
 
 
@@ -65,6 +65,21 @@ class ResetRule:
         return seconds > self.lost_reset_frames / max(fps, 1)
 
 
+def engine_inputs(x: np.ndarray, omega: np.ndarray) -> dict[str, np.ndarray]:
+    """The engine's inputs for B people: x (B, D) and one camera's omega (OMEGA_DIM,) or (B, OMEGA_DIM), float32."""
+    x = np.asarray(x, np.float32)
+    om = np.asarray(omega, np.float32).reshape(-1, OMEGA_DIM)
+    return {"x": x, "omega": om if om.shape[0] == x.shape[0] else np.repeat(om, x.shape[0], axis=0)}
+
+
+def finite_rows(outputs: Mapping[str, np.ndarray], batch: int) -> np.ndarray:
+    """(B,) bool: which people's CHECKED_OUTPUTS are all finite (a missing one is a KeyError: not an engine)."""
+    ok = np.ones(batch, bool)
+    for k in CHECKED_OUTPUTS:
+        ok &= np.isfinite(np.asarray(outputs[k]).reshape(batch, -1)).all(axis=1)
+    return ok
+
+
 def masked_input(last_x: np.ndarray) -> np.ndarray:
     """The input of a briefly lost person: their last box, every keypoint masked (a dropped detection)."""
     masked = last_x.copy()
@@ -79,6 +94,15 @@ def with_frame_interval(x: np.ndarray, width: int, dt: float) -> np.ndarray:
         return x
     feature = np.float32(frame_interval_feature(min(max(dt, 1.0 / 120.0), 0.2)))
     return np.concatenate((x, np.full(width - x.shape[0], feature, np.float32)))
+
+
+def interval_input(engine: Any, x: np.ndarray, last: float | None, now: float | None, fps: float | None
+                   ) -> np.ndarray:
+    """x with the frame-interval feature the engine takes (if it does): ``now - last`` seconds on the loop's
+    clock since that person's previous step, or one source frame (1 / fps, 30 fps unknown) for a first step."""
+    width = int(getattr(engine, "input_shapes", {}).get("x", (x.shape[0],))[0])
+    dt = 1.0 / max(fps or 30.0, 1.0) if last is None or now is None else now - last
+    return with_frame_interval(x, width, dt)
 
 
 class PersonMemory:
@@ -138,11 +162,9 @@ class PersonMemory:
 
     def with_interval(self, x: np.ndarray, now: float | None) -> np.ndarray:
         """x with the frame-interval feature: seconds since the previous step on the loop's clock."""
-        width = int(getattr(self.engine, "input_shapes", {}).get("x", (x.shape[0],))[0])
-        last = self.last_step_time
-        dt = 1.0 / max(self.fps() or 30.0, 1.0) if last is None or now is None else now - last
+        x = interval_input(self.engine, x, self.last_step_time, now, self.fps())
         self.last_step_time = now
-        return with_frame_interval(x, width, dt)
+        return x
 
     def step(self, x: np.ndarray, omega: np.ndarray, now: float | None) -> Arrays | None:
         """The engine step on the current state; a failure (raised, or non-finite outputs) drops the memory."""
@@ -150,10 +172,9 @@ class PersonMemory:
         x = self.with_interval(x, now)
         self.fed_x = x  # what the engine really saw (the adaptation trains on it)
         try:
-            outputs, state = self.engine.step({"x": x[None], "omega": omega[None]}, self.state)
-            bad = [k for k in CHECKED_OUTPUTS if not np.all(np.isfinite(outputs[k]))]
-            if bad:
-                raise FloatingPointError(f"engine produced non-finite {bad}")
+            outputs, state = self.engine.step(engine_inputs(x[None], omega), self.state)
+            if not finite_rows(outputs, 1)[0]:
+                raise FloatingPointError(f"engine produced non-finite {list(CHECKED_OUTPUTS)}")
         except Exception as exc:
             self.stats.fail("engine", exc)
             self.reset()
@@ -177,4 +198,5 @@ class PersonMemory:
         return res.outputs
 
 
-__all__ = ["CHECKED_OUTPUTS", "EngineLike", "PersonMemory", "ResetRule", "masked_input", "with_frame_interval"]
+__all__ = ["CHECKED_OUTPUTS", "EngineLike", "PersonMemory", "ResetRule", "engine_inputs", "finite_rows", "interval_input",
+           "masked_input", "with_frame_interval"]

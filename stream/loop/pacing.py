@@ -8,11 +8,14 @@ stall visible to subscribers.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any, Literal
 
 from stream.sources.base import Frame
+
+log = logging.getLogger(__name__)
 
 Clock = Literal["capture", "media"]
 
@@ -73,4 +76,33 @@ class Pacer:
         return min(0.02 * 2 ** min(consecutive_errors, 6), 1.0)
 
 
-__all__ = ["Clock", "Pacer"]
+class SourceErrors:
+    """A source's exceptions in a row: when to retry (back-off) and when to give up (``max_errors``, None =
+    never); and its status line, logged when it changes (a camera reconnecting, a file ending)."""
+
+    def __init__(self, source: Any, max_errors: int | None = None) -> None:
+        self.source, self.max_errors = source, max_errors
+        self.in_a_row = 0
+        self._last_status: str | None = None
+
+    def ok(self) -> None:
+        self.in_a_row = 0
+
+    def failed(self, exc: Exception) -> str | None:
+        """Count one more; the stop reason once they are too many, else None (retry after `backoff_s`)."""
+        self.in_a_row += 1
+        if self.max_errors is not None and self.in_a_row >= self.max_errors:
+            return f"source failed {self.in_a_row} times in a row: {exc}"
+        return None
+
+    def backoff_s(self) -> float:
+        return Pacer.backoff_s(self.in_a_row)
+
+    def note_status(self) -> None:
+        status = getattr(self.source, "status", None)
+        if status != self._last_status:
+            self._last_status = status
+            log.info("source: %s", status)
+
+
+__all__ = ["Clock", "Pacer", "SourceErrors"]

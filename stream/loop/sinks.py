@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mocap.camera import project
 from stream.loop.stats import LoopStats
 from stream.protocol import PoseMessage
 
@@ -26,6 +27,15 @@ class FrameView:
     kp_model: np.ndarray | None     # the model's keypoints projected into the image (pixels)
     size: tuple[int, int]
     fps: float
+
+
+def frame_view(image: np.ndarray | None, kp2d: np.ndarray | None, outputs: dict[str, np.ndarray] | None,
+               K: np.ndarray, size: tuple[int, int], fps: float) -> FrameView:
+    """The view of a frame with the model's keypoints (kp3d_cam of batch-1 outputs) projected through K."""
+    kp_model = None
+    if outputs is not None and "kp3d_cam" in outputs:
+        kp_model = np.asarray(project(np.asarray(outputs["kp3d_cam"][0], np.float64), K))
+    return FrameView(image, kp2d, kp_model, size, fps)
 
 
 class Sink(Protocol):
@@ -111,4 +121,4 @@ class Sinks:
             sink.close()
 
 
-__all__ = ["FrameView", "PreviewSink", "PublisherLike", "PublisherSink", "Sink", "Sinks", "WriterSink"]
+__all__ = ["FrameView", "PreviewSink", "PublisherLike", "PublisherSink", "Sink", "Sinks", "WriterSink", "frame_view"]
