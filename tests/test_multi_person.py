@@ -165,6 +165,44 @@ def test_agrees_with_mediapipe_single_person_on_a_real_frame() -> None:
         BlazePoseMultiDetector().detect(np.zeros((10, 10), np.float32))
 
 
+@needs_runtime
+@pytest.mark.skipif(not VIDEO.is_file(), reason="needs ../shared/data/video/sports2d_demo.mp4")
+def test_crops_cut_from_the_full_frame_match_crops_from_the_shrunk_frame(monkeypatch) -> None:
+    """full_res_crops (the default) shrinks a frame to the tracking width only when the person detector runs
+    on it, and its landmarks stay within a few pixels of the shrunk-frame path's."""
+    from stream.detector import blazepose_multi
+    from stream.detector.blazepose_multi import BlazePoseMultiDetector
+
+    cap = cv2.VideoCapture(str(VIDEO))
+    frames = [cap.read()[1] for _ in range(30)]
+    cap.release()
+    shrinks = []
+    real_resize = blazepose_multi.cv2.resize
+
+    def counting_resize(image, size, *args, **kwargs):
+        if image.shape[1] == frames[0].shape[1] and size[0] == 640:  # a full-size frame shrunk to 640 px
+            shrinks.append(size)
+        return real_resize(image, size, *args, **kwargs)
+
+    shrunk, full = BlazePoseMultiDetector(full_res_crops=False), BlazePoseMultiDetector()
+    monkeypatch.setattr(blazepose_multi.cv2, "resize", counting_resize)
+    errors, runs, same_count = [], 0, 0
+    for i, frame in enumerate(frames):
+        a = shrunk.detect(frame, t=i / 30)
+        before = len(shrinks)
+        b = full.detect(frame, t=i / 30)
+        runs += full.last_info["detector_runs"]
+        same_count += len(a) == len(b)  # (a person may be found a frame apart)
+        for da in a if i >= 5 else []:  # (fresh detections take frames to settle)
+            same = [db for db in b if _who(i, db.keypoints) == _who(i, da.keypoints)]  # the same person
+            errors += [float(np.median(np.linalg.norm(da.keypoints[:, :2] - db.keypoints[:, :2], axis=1)))
+                       for db in same[:1]]
+        assert len(shrinks) == before + full.last_info["detector_runs"], i
+    # mostly within a couple of pixels (the crops settle a frame apart after each detection)
+    assert errors and np.median(errors) < 2.5 and np.mean(np.asarray(errors) < 4.0) >= 0.7, errors
+    assert same_count >= 0.9 * len(frames) and runs < len(frames) / 2
+
+
 @pytest.fixture(scope="module")
 def sports2d_run() -> dict[str, Any]:
     """tracks {track id: {frame: (21, 3) keypoints}} over the first 200 frames of the sports2d video, and how

@@ -17,8 +17,9 @@ What it costs (BENCHMARKS.md, issue 13): the landmark network is loaded without 
 branch (`stream.detector.tflite_prune`: -35 % CPU per crop, the same landmarks); inputs are written into the
 interpreter's tensors in place, and the heatmap refinement reads only the 39 windows it needs. The landmark
 network (~12 ms of CPU per person on the shared 2-core machine) is then most of the cost; the wheel ships
-only its "full" variant (lite and heavy are downloads). Frames are shrunk by INTER_AREA as the single-person
-path does; the cheaper `downscale` is the `fast_resize` option.
+only its "full" variant (lite and heavy are downloads). Each crop is cut from the full-size frame (as MediaPipe
+does); the frame is shrunk to `input_width` only for the person detector, on the frames it runs
+(`full_res_crops=False`: every frame shrunk, INTER_AREA as the single-person path, crops cut from that).
 
 Output: one `Detection` per followed person (`.slot` = the crop's id, a hint for the tracker, not an identity),
 21 keypoints mapped as in `stream/detector/mediapipe_pose.py`, confidence = landmark visibility. With
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,10 @@ class BlazePoseMultiDetector(Detector):
         sports2d that was enough to let one 2-frame ghost track through (BENCHMARKS.md, issue 13).
     prune: load the landmark network without the outputs it never reads (`stream.detector.tflite_prune`:
         the segmentation mask; ~35 % less CPU per crop, the landmarks unchanged).
+    full_res_crops: cut each person's 256-px crop straight from the full-size frame (one bilinear warp, as
+        MediaPipe's own ImageToTensor does) and shrink the frame only on the frames the person detector runs.
+        Why: the warp costs the same from any source size (~0.3 ms), while shrinking every frame to
+        `input_width` costs 7-11 ms of CPU on 1768x994 / 1080x1920 video (BENCHMARKS.md, issue 13).
     """
 
     name = "blazepose-multi-full"
@@ -181,7 +186,7 @@ class BlazePoseMultiDetector(Detector):
                  min_tracking_confidence: float = 0.5, redetect_every: int = 10, same_person: float = 0.25,
                  smooth: bool = True, heatmap_refine: bool = True, num_threads: int = 1, fps: float = 30.0,
                  detector_model: str | Path | None = None, landmark_model: str | Path | None = None,
-                 prune: bool = True, fast_resize: bool = False) -> None:
+                 prune: bool = True, fast_resize: bool = False, full_res_crops: bool = True) -> None:
         if max_people < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people}")
         if input_width is not None and input_width < 64:
@@ -193,6 +198,7 @@ class BlazePoseMultiDetector(Detector):
         self.min_tracking_confidence = float(min_tracking_confidence)
         self.redetect_every, self.same_person, self.smooth = int(redetect_every), float(same_person), smooth
         self.heatmap_refine, self.fps, self.fast_resize = heatmap_refine, float(fps), fast_resize
+        self.full_res_crops = full_res_crops
         self._det = TfliteModel(Path(detector_model or mediapipe_model(DETECTOR_MODEL)), num_threads)
         self._lm = TfliteModel(Path(landmark_model or mediapipe_model(LANDMARK_MODEL)), num_threads,
                                UNUSED_LANDMARK_OUTPUTS if prune else ())
@@ -236,16 +242,21 @@ class BlazePoseMultiDetector(Detector):
         self._frame += 1
         self.last_info = {}
         clock = StageClock()
-        small, factor = self._downscale(image)
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        clock.stop("prepare")
-        info: dict[str, Any] = {"detector_runs": 0, "crops": 0, "cpu_ms": clock.cpu}
         want = (not self._slots or self._search > 0
                 or (len(self._slots) < self.max_people and self.redetect_every > 0
                     and self._since_detect >= self.redetect_every))
+        # Slots live in the shrunk frame's pixels (size, factor); its pixels are needed only by the person
+        # detector, and by the crops unless they are cut from the full-size frame.
+        size, factor = self._shrunk_size(image)
+        rgb = None if self.full_res_crops and not want else cv2.cvtColor(self._downscale(image, size),
+                                                                           cv2.COLOR_BGR2RGB)
+        crop_source, crop_scale = self._crop_source(image, factor) if self.full_res_crops else (rgb, 1.0)
+        clock.stop("prepare")
+        info: dict[str, Any] = {"detector_runs": 0, "crops": 0, "cpu_ms": clock.cpu}
         self._since_detect += 1
         clock.cpu["person_detector"] = 0.0  # every frame has the key: its mean is the cost per frame
         if want:
+            assert rgb is not None
             clock.start()
             self._add_new_people(rgb)
             clock.stop("person_detector")
@@ -259,7 +270,8 @@ class BlazePoseMultiDetector(Detector):
         established = sum(s.age > 0 for s in self._slots)
         clock.start()
         for slot in self._slots:
-            lm = self._landmarks(rgb, slot.roi)
+            assert crop_source is not None
+            lm = self._landmarks(crop_source, slot.roi, crop_scale)
             info["crops"] += 1
             if lm.score >= self.min_tracking_confidence:
                 found.append((slot, lm))
@@ -270,7 +282,7 @@ class BlazePoseMultiDetector(Detector):
         kept: list[_Slot] = []
         detections: list[Detection] = []
         for slot, lm in self._merge_duplicates(found, factor):
-            det = self._finish(slot, lm, t, factor, small.shape[1], small.shape[0])
+            det = self._finish(slot, lm, t, factor, size[0], size[1])
             if det is None:
                 lost = lost or slot.age > 0
                 continue
@@ -286,14 +298,28 @@ class BlazePoseMultiDetector(Detector):
         return sorted(detections, key=lambda d: -d.score)
 
     # ------------------------------------------------------------------ stages
-    def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+    def _shrunk_size(self, image: np.ndarray) -> tuple[tuple[int, int], float]:
+        """-> ((W, H) of the frame the slots are tracked in, original pixels per such pixel)."""
         h, w = image.shape[:2]
         if self.input_width is None or w <= self.input_width:
-            return image, 1.0
-        size = (self.input_width, max(1, round(h * self.input_width / w)))
-        small = (downscale(image, size) if self.fast_resize
-                 else cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-        return small, w / self.input_width
+            return (w, h), 1.0
+        return (self.input_width, max(1, round(h * self.input_width / w))), w / self.input_width
+
+    def _crop_source(self, image: np.ndarray, factor: float) -> tuple[np.ndarray, float]:
+        """-> (BGR frame the crops are cut from, its pixels per tracked-frame pixel): the full frame, area-averaged
+        by the whole factor that keeps it at least `input_width` wide (a cheap anti-alias: ~1 ms, not 7-11)."""
+        k = int(factor)
+        if k < 2:
+            return image, factor
+        h, w = image.shape[:2]
+        return cv2.resize(image, (w // k, h // k), interpolation=cv2.INTER_AREA), factor * (w // k) / w
+
+    def _downscale(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if size == (image.shape[1], image.shape[0]):
+            return image
+        if self.fast_resize:
+            return downscale(image, size)
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
     def _add_new_people(self, image: np.ndarray) -> None:
         """Run the person detector; start a slot for each person no slot follows yet (best score first)."""
@@ -325,16 +351,23 @@ class BlazePoseMultiDetector(Detector):
         big, small = max(a.side, b.side), min(a.side, b.side)
         return d < self.same_person * big and big < 1.6 * small
 
-    def _landmarks(self, image: np.ndarray, roi: Roi) -> Landmarks:
+    def _landmarks(self, image: np.ndarray, roi: Roi, scale: float = 1.0) -> Landmarks:
+        """image: the RGB frame the slots live in (scale 1), or the full-size BGR frame `scale` times larger."""
+        if scale != 1.0:
+            roi = Roi((roi.centre[0] * scale, roi.centre[1] * scale), roi.side * scale, roi.rotation)
         cv2.warpAffine(image, crop_affine(roi), (LANDMARK_INPUT, LANDMARK_INPUT), dst=self._crop,
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=(0, 0, 0))
+        if scale != 1.0:  # the full-size frame is BGR: convert the 256-px crop, not the frame
+            cv2.cvtColor(self._crop, cv2.COLOR_BGR2RGB, dst=self._crop)
         self._lm.run_image(self._crop, 1.0 / 255.0)
         raw = self._lm.output((1, 195))[0]
         presence = float(self._lm.output((1, 1)).reshape(-1)[0])
         heat = self._lm.output(_HEATMAPS, copy=False)[0] if self._heatmaps else None
         lm = decode_landmarks(raw, presence, heat, roi)  # reads only the windows it needs from the heatmaps
         del heat
+        if scale != 1.0:
+            lm = replace(lm, points=lm.points / scale)
         return lm
 
     def _merge_duplicates(self, found: list[tuple[_Slot, Landmarks]], factor: float
