@@ -30,7 +30,7 @@ from scipy.optimize import linear_sum_assignment
 from mocap.camera import CONF_THRESHOLD
 from mocap.skeleton import KEYPOINT_FLIP, NUM_KEYPOINTS
 from stream.detector.base import Detection
-from stream.tracker import OneEuroFilter, TrackResult, person_candidates
+from stream.tracker import OneEuroFilter, TrackResult, TrackStatus, person_candidates
 
 #: Left/right keypoint pairs per body part whose labelling is checked on its own.
 SWAP_PARTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -50,8 +50,10 @@ _BIG = 1e6
 
 @dataclass
 class PersonResult(TrackResult):
-    """`TrackResult` of one person; swapped: the parts ("face", "arms", "legs") whose sides were corrected."""
+    """`TrackResult` of one confirmed person (always an id); swapped: the parts ("face", "arms", "legs") whose
+    sides were corrected."""
 
+    track_id: int
     swapped: tuple[str, ...] = ()
 
 
@@ -152,7 +154,8 @@ class MultiTracker:
             det, kp, box = cands[ci]
             swapped = self._correct_swaps(track, kp, t) if self.swap else ()
             kp = self._apply_flips(track, kp)
-            self._observe(track, kp, box, t, getattr(det, "slot", None))
+            smoothed = self._observe(track, kp, box, t, getattr(det, "slot", None))
+            status: TrackStatus
             if track.track_id is None and track.hits >= self.min_hits and self._confirmed() < self.max_people:
                 track.track_id = self._next_id
                 self._next_id += 1
@@ -161,7 +164,7 @@ class MultiTracker:
                 continue
             else:
                 status = "tracking"
-            results[track.track_id] = PersonResult(status, track.track_id, kp, track.smoothed.copy(), box.copy(),
+            results[track.track_id] = PersonResult(status, track.track_id, kp, smoothed.copy(), box.copy(),
                                                    0, det, swapped)
         matched = {ti for ti, _ in pairs}
         keep: list[_Track] = []
@@ -178,12 +181,12 @@ class MultiTracker:
             keep.append(track)
         for ci in sorted(unmatched, key=lambda c: -cands[c][2][2]):  # larger people first
             det, kp, box = cands[ci]
-            keep.append(self._new_track(kp, box, t, getattr(det, "slot", None)))
+            track, smoothed = self._new_track(kp, box, t, getattr(det, "slot", None))
+            keep.append(track)
             if self.min_hits <= 1 and self._confirmed(keep) < self.max_people:
-                track = keep[-1]
                 track.track_id = self._next_id
                 self._next_id += 1
-                results[track.track_id] = PersonResult("init", track.track_id, kp, track.smoothed.copy(),
+                results[track.track_id] = PersonResult("init", track.track_id, kp, smoothed.copy(),
                                                        box.copy(), 0, det)
         self.tracks = keep
         return [results[k] for k in sorted(results)]
@@ -221,12 +224,16 @@ class MultiTracker:
         used = {c for _, c in pairs}
         return pairs, [j for j in range(len(cands)) if j not in used]
 
-    def _new_track(self, kp: np.ndarray, box: np.ndarray, t: float, slot: int | None) -> _Track:
-        track = _Track(None, box.copy(), kp.copy(), t, slot=slot, smoother=OneEuroFilter(*self._filter_args))
-        track.smoothed = track.smoother(box, t, speed_scale=1.0 / box[2])
-        return track
+    def _new_track(self, kp: np.ndarray, box: np.ndarray, t: float, slot: int | None
+                   ) -> tuple[_Track, np.ndarray]:
+        """A tentative track and its smoothed box (3,)."""
+        smoother = OneEuroFilter(*self._filter_args)
+        track = _Track(None, box.copy(), kp.copy(), t, slot=slot, smoother=smoother)
+        track.smoothed = smoothed = smoother(box, t, speed_scale=1.0 / box[2])
+        return track, smoothed
 
-    def _observe(self, track: _Track, kp: np.ndarray, box: np.ndarray, t: float, slot: int | None) -> None:
+    def _observe(self, track: _Track, kp: np.ndarray, box: np.ndarray, t: float, slot: int | None) -> np.ndarray:
+        """The track moved to this detection; its smoothed box (3,)."""
         dt = t - track.t
         if dt > 1e-6:
             a = 0.5 if track.frames_lost == 0 else 0.2  # velocity from a gap is less certain
@@ -238,7 +245,8 @@ class MultiTracker:
         track.hits += 1
         track.frames_lost = 0
         assert track.smoother is not None
-        track.smoothed = track.smoother(box, t, speed_scale=1.0 / box[2])
+        track.smoothed = smoothed = track.smoother(box, t, speed_scale=1.0 / box[2])
+        return smoothed
 
     def _apply_flips(self, track: _Track, kp: np.ndarray) -> np.ndarray:
         out = kp.copy()

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from stream.pipeline_world import SharedWorld
 from stream.protocol import PoseMessage
 from stream.sources.base import Frame
 from stream.stage_clock import StageClock
+
+if TYPE_CHECKING:
+    from stream.multi_tracker import MultiTracker
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class MultiPersonLoop(LiveLoop):
     def __init__(self, source: Any, detector: Any, tracker: Any, camera_motion: Any, engine: Any, publisher: Any,
                  *, pipelined: bool = False, lossless: bool = False, **kwargs: Any) -> None:
         super().__init__(source, detector, tracker, camera_motion, engine, publisher, **kwargs)
+        self.people_tracker: MultiTracker = tracker  # `self.tracker` too, typed for this loop
         self.people = PeopleModel(engine)
         self.world = SharedWorld()
         self._persons: dict[int, _Person] = {}
@@ -120,8 +124,8 @@ class MultiPersonLoop(LiveLoop):
             for part, ms in (getattr(self.detector, "last_info", None) or {}).get("cpu_ms", {}).items():
                 clock.cpu[f"detect.{part}"] = ms
         clock.start()
-        results = self.tracker.update(detections, size, self._clock_of(frame))
-        ended = list(getattr(self.tracker, "ended", []))
+        results = self.people_tracker.update(detections, size, self._clock_of(frame))
+        ended = list(getattr(self.people_tracker, "ended", []))
         xs: dict[int, np.ndarray] = {}
         for r in results:
             if r.status != "lost":
@@ -259,7 +263,7 @@ class MultiPersonLoop(LiveLoop):
             self._cpu_timings.add(stage, ms)
         if main_track is not None:
             self.memory.last_track = main_track
-        report_msg = messages.get(main_track, next(iter(messages.values())))
+        report_msg = messages[main_track] if main_track in messages else next(iter(messages.values()))
         shown = main if main is not None else p.results[0] if p.results else None
         self._show(frame, shown.keypoints if shown is not None else None,
                    outputs.get(main_track) if main_track is not None else None, K, report_msg)
@@ -316,7 +320,8 @@ class MultiPersonLoop(LiveLoop):
             return super().run(max_frames)
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
-        frames, packets = Latest(self.lossless), Latest(self.lossless)
+        frames: Latest[Frame] = Latest(self.lossless)
+        packets: Latest[KeypointPacket] = Latest(self.lossless)
         self._slots = {"keypoints": frames, "model": packets}
         capture = threading.Thread(target=self._capture, args=(frames, max_frames), name="capture", daemon=True)
         keypoints = StageThread("keypoints", frames, packets, self._keypoint_stage, self._stop, self._stage_error)
@@ -326,6 +331,7 @@ class MultiPersonLoop(LiveLoop):
             while not self._stop.is_set():
                 got, packet = packets.get(min(self.heartbeat_s, 0.05))
                 if got:
+                    assert packet is not None  # a slot hands out what was put: packets
                     try:
                         self._model_stage(packet)
                     except Exception as exc:
@@ -394,7 +400,7 @@ class MultiPersonLoop(LiveLoop):
             "per_frame": {str(k): v for k, v in sorted(counts.items())},
             "max": max(counts) if counts else 0,
             "mean": (sum(k * v for k, v in counts.items()) / total) if total else 0.0,
-            "max_people": getattr(self.tracker, "max_people", 1),
+            "max_people": getattr(self.people_tracker, "max_people", 1),
         }
         out["pipelined"] = self.pipelined
         out["stages_cpu_ms"] = self._cpu_timings.summary()

@@ -47,8 +47,8 @@ def track(detections: list[list[Detection]], size: tuple[int, int], fps: float, 
     out: dict[int, dict[int, np.ndarray]] = {}
     for i, dets in enumerate(detections):
         for r in tracker.update(dets, size, t=i / fps):
-            if r.keypoints is not None:
-                out.setdefault(int(r.track_id), {})[i] = r.keypoints
+            if r.keypoints is not None and r.track_id is not None:  # every MultiTracker result has an id
+                out.setdefault(r.track_id, {})[i] = r.keypoints
     return out
 
 

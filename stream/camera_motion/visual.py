@@ -83,8 +83,7 @@ class VisualCameraMotion(CameraMotion):
         self.work_width, self.max_features, self.min_features = work_width, max_features, min_features
         self.bbox_margin, self.inlier_px, self.min_inlier_ratio = bbox_margin, inlier_px, min_inlier_ratio
         self._rng = np.random.default_rng(seed)
-        self._lk = dict(winSize=(21, 21), maxLevel=3,
-                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+        self._lk_criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
         self.inliers = 0
         super().__init__(fps)
         self._reset()
@@ -120,7 +119,7 @@ class VisualCameraMotion(CameraMotion):
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         return gray
 
-    def _mask(self, shape: tuple[int, int], bbox: np.ndarray | None) -> np.ndarray | None:
+    def _mask(self, shape: tuple[int, ...], bbox: np.ndarray | None) -> np.ndarray | None:
         if bbox is None:
             return None
         mask = np.full(shape, 255, np.uint8)
@@ -131,9 +130,20 @@ class VisualCameraMotion(CameraMotion):
         mask[y0:y1, x0:x1] = 0
         return mask
 
+    def _working_kinv(self) -> np.ndarray:
+        """K^-1 (3, 3) at working resolution (`_prepare` sets it with the frame's size)."""
+        assert self._kinv is not None, "_prepare sets K^-1 before any bearing is computed"
+        return self._kinv
+
+    def _flow(self, gray_a: np.ndarray, gray_b: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Pyramidal Lucas-Kanade: pts (N, 1, 2) in a -> (their positions in b, found (N, 1), error (N, 1))."""
+        out = np.empty_like(pts)  # output only (no OPTFLOW_USE_INITIAL_FLOW): the same as passing None
+        return tuple(np.asarray(a) for a in cv2.calcOpticalFlowPyrLK(
+            gray_a, gray_b, pts, out, winSize=(21, 21), maxLevel=3, criteria=self._lk_criteria))
+
     def _bearings(self, pts: np.ndarray) -> np.ndarray:
         """pts: (N, 2) working pixels -> (N, 3) unit bearings."""
-        rays = np.concatenate([pts.astype(np.float64), np.ones((len(pts), 1))], axis=1) @ self._kinv.T
+        rays = np.concatenate([pts.astype(np.float64), np.ones((len(pts), 1))], axis=1) @ self._working_kinv().T
         return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
     def _step(
@@ -152,8 +162,8 @@ class VisualCameraMotion(CameraMotion):
             return IDENTITY.copy(), "init"
         if prev_pts is None or len(prev_pts) < self.min_features:
             return IDENTITY.copy(), "few features"
-        nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, prev_pts, None, **self._lk)
-        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, nxt, None, **self._lk)
+        nxt, ok, _ = self._flow(prev_gray, gray, prev_pts)
+        back, ok_back, _ = self._flow(gray, prev_gray, nxt)
         good = (ok[:, 0] == 1) & (ok_back[:, 0] == 1) & (np.linalg.norm(back - prev_pts, axis=2)[:, 0] < 0.5)
         p0, p1 = prev_pts[good, 0], nxt[good, 0]
         if mask is not None and len(p1):  # drop tracks that ended on the person
@@ -163,7 +173,7 @@ class VisualCameraMotion(CameraMotion):
             p0, p1 = p0[keep], p1[keep]
         if len(p0) < self.min_features:
             return IDENTITY.copy(), "few features"
-        threshold = self.inlier_px * float(self._kinv[0, 0])  # pixels -> radians (1 / f)
+        threshold = self.inlier_px * float(self._working_kinv()[0, 0])  # pixels -> radians (1 / f)
         q, inliers = fit_rotation_ransac(self._bearings(p0), self._bearings(p1), threshold, rng=self._rng)
         self.inliers = int(inliers.sum())
         if self.inliers < max(self.min_features, self.min_inlier_ratio * len(p0)):
