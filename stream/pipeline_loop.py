@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mocap.fitting import TrackState, refine_step
+from mocap.fitting import refine_step
 from stream.detector.base import Detection
 from stream.loop import FrameReport, LiveLoop, StageStats
 from stream.loop.inputs import detections, network_input
-from stream.loop.memory import interval_input, masked_input
+from stream.loop.memory import Person, masked_input
 from stream.loop.reports import feed_model_step, record_reprojection
 from stream.pipeline import Latest, StageThread, wait_all
 from stream.pipeline_people import PeopleModel
@@ -46,17 +46,6 @@ if TYPE_CHECKING:
     from stream.multi_tracker import MultiTracker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Person:
-    """What the loop keeps per followed person besides the model state (which lives in `PeopleModel`)."""
-
-    refine: TrackState = field(default_factory=TrackState)
-    fresh: bool = True                      # the next pose comes from a fresh state: publish it as "init"
-    lost_run: int = 0
-    last_x: np.ndarray | None = None
-    last_step_time: float | None = None
 
 
 @dataclass
@@ -87,7 +76,7 @@ class MultiPersonLoop(LiveLoop):
         self.people_tracker: MultiTracker = tracker  # `self.tracker` too, typed for this loop
         self.people = PeopleModel(engine)
         self.world = SharedWorld()
-        self._persons: dict[int, _Person] = {}
+        self._persons: dict[int, Person] = {}
         self.pipelined, self.lossless = pipelined, lossless
         self._people_per_frame: collections.Counter = collections.Counter()
         self._slots: dict[str, Latest] = {}
@@ -135,10 +124,10 @@ class MultiPersonLoop(LiveLoop):
         clock.stop("track")
         return KeypointPacket(frame, size, K, results, xs, ended, stages, time.monotonic(), clock.cpu)
 
-    def _start_person(self, track: int) -> _Person:
+    def _start_person(self, track: int) -> Person:
         self.people.start(track)
         self.world.drop(track)  # a fresh state integrates in a fresh frame: align it again
-        person = self._persons[track] = _Person()
+        person = self._persons[track] = Person()
         self.metrics.new_memory(track)
         return person
 
@@ -161,11 +150,9 @@ class MultiPersonLoop(LiveLoop):
             self._reset_state()  # nobody can be followed across a long stall
         super()._heartbeat(force)
 
-    def _interval(self, person: _Person, x: np.ndarray, now: float) -> np.ndarray:
+    def _interval(self, person: Person, x: np.ndarray, now: float) -> np.ndarray:
         """x with the frame-interval feature when the model takes one, on this person's own step clock."""
-        x = interval_input(self.engine, x, person.last_step_time, now, getattr(self.source, "fps", None))
-        person.last_step_time = now
-        return x
+        return person.interval(self.engine, x, now, getattr(self.source, "fps", None))
 
     def _model_stage(self, p: KeypointPacket) -> None:
         frame, stages, K = p.frame, p.stages, p.K
@@ -188,17 +175,17 @@ class MultiPersonLoop(LiveLoop):
             if x is None:
                 if person is None:
                     continue
-                person.lost_run += 1
-                if self.rule.drop_after_loss(person.lost_run):
+                verdict = person.unseen(self.rule)
+                if verdict == "drop":
                     self._forget(track)
                     reset = True
-                elif track in self.people and person.last_x is not None:  # a short loss: publish no pose
-                    fed[track] = self._interval(person, masked_input(person.last_x), now)
+                elif verdict == "masked" and track in self.people and person.last_x is not None:
+                    fed[track] = self._interval(person, masked_input(person.last_x), now)  # a short loss: no pose
                 continue
             if person is None or self.rule.fresh_needed(track in self.people, r.status):
                 reset = reset or person is not None
                 person = self._start_person(track)
-            person.lost_run, person.last_x = 0, x
+            person.seen(x)
             fed[track] = self._interval(person, x, now)
             posed.append(r)
 
@@ -234,8 +221,8 @@ class MultiPersonLoop(LiveLoop):
             messages[track] = msg
             self.sinks.send(msg)
         if not messages:  # nobody in view: one "lost" message, as the single-person loop sends
-            msg = self.messages.status("lost", seq=frame.seq, track=int(self.memory.last_track), t_capture=frame.t_capture,
-                                       model=model)
+            msg = self.messages.status("lost", seq=frame.seq, track=int(self.memory.last_track),
+                                       t_capture=frame.t_capture, model=model)
             msg.camera_motion = motion
             messages[-1] = msg
             self.sinks.send(msg)

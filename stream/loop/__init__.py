@@ -251,11 +251,13 @@ class LiveLoop:
             track = result.track_id if result.track_id is not None else mem.last_track
             return self.messages.status("lost" if lost else "init", seq=frame.seq, track=int(track),
                                         t_capture=frame.t_capture)
+        person = mem.person
         msg, ok = self.messages.pose(outputs, seq=frame.seq, track=int(mem.track or 0), t_capture=frame.t_capture,
-                                     kp2d=result.keypoints, fresh=mem.fresh, error_track=int(mem.last_track))
-        if ok:
-            mem.fresh = False
-        else:
+                                     kp2d=result.keypoints, fresh=person is None or person.fresh,
+                                     error_track=int(mem.last_track))
+        if ok and person is not None:
+            person.fresh = False
+        elif not ok:
             mem.reset()
         return msg
 

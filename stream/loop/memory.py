@@ -6,12 +6,15 @@
   all-masked input, as training's dropped detections do, so its clock and trajectory keep running);
 - a stall (no frame at all) longer than those frames drops it too;
 - any failure of the step or of its outputs drops it (the next frame starts fresh; never a wrong pose).
-The first message of a fresh state has status ``init``.
+The first message of a fresh state has status ``init``. `Person` applies the loss part of it per frame (both
+loops keep one per followed person); what a drop clears is `PersonMemory.reset` here and
+`MultiPersonLoop._forget` (`stream/pipeline_loop.py`) for everyone in view. The engine's inputs, the outputs
+checked before a step counts (`CHECKED_OUTPUTS`) and the frame-interval feature are defined here for both loops.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping, Protocol
 
 import numpy as np
 
@@ -105,6 +108,35 @@ def interval_input(engine: Any, x: np.ndarray, last: float | None, now: float | 
     return with_frame_interval(x, width, dt)
 
 
+@dataclass
+class Person:
+    """What a loop keeps per followed person besides the engine state, and the reset rule's per-frame verdict;
+    the single-person `PersonMemory` and the multi-person loop both keep one per person. A fresh state gets a
+    new `Person`."""
+
+    refine: TrackState = field(default_factory=TrackState)   # test-time refinement's per-track memory
+    fresh: bool = True                      # the next pose comes from a fresh state: publish it as "init"
+    lost_run: int = 0                       # frames in a row without the person
+    last_x: np.ndarray | None = None        # their last input (66,), the box a short loss keeps
+    last_step_time: float | None = None     # their previous step's time on the loop's clock
+
+    def seen(self, x: np.ndarray) -> None:
+        self.lost_run, self.last_x = 0, x
+
+    def unseen(self, rule: ResetRule) -> Literal["drop", "masked", "wait"]:
+        """One more frame without them: drop the memory, step it on a masked input, or (no input yet) wait."""
+        self.lost_run += 1
+        if rule.drop_after_loss(self.lost_run):
+            return "drop"
+        return "masked" if self.last_x is not None else "wait"
+
+    def interval(self, engine: Any, x: np.ndarray, now: float | None, fps: float | None) -> np.ndarray:
+        """x with the frame-interval feature since this person's previous step (`interval_input`)."""
+        x = interval_input(engine, x, self.last_step_time, now, fps)
+        self.last_step_time = now
+        return x
+
+
 class PersonMemory:
     """The followed person's engine state (batch 1) and what the next step needs; applies `ResetRule`.
 
@@ -116,60 +148,49 @@ class PersonMemory:
         self.engine, self.rule, self.stats, self.fps = engine, rule, stats, fps
         self.state: Arrays | None = None
         self.track: int | None = None       # whose state it is
-        self.fresh = False                  # the next pose comes from a fresh state: publish it as "init"
-        self.lost_run = 0
-        self.last_x: np.ndarray | None = None
+        self.person: Person | None = None   # their bookkeeping (None while nobody is followed)
         self.fed_x: np.ndarray | None = None            # the last x handed to the engine (with its interval)
-        self.last_step_time: float | None = None        # the previous step's time, for the frame interval
         self.last_track = 0                             # the id messages carry while nobody is followed
-        self.refine_track = TrackState()                # test-time refinement's per-track memory
 
     def start(self, track: int) -> None:
-        self.last_step_time = None
-        self.refine_track.reset()
         self.state = self.engine.initial_state(1)
         self.track = track
-        self.fresh = True
+        self.person = Person()
         self.stats.new_memory(track)
         self.last_track = track
 
     def reset(self) -> None:
-        self.refine_track.reset()
         self.state = None
         self.track = None
-        self.last_x = None
+        self.person = None
 
     def advance(self, x: np.ndarray | None, track: int, tracker_status: str, omega: np.ndarray, now: float | None
                 ) -> tuple[Arrays | None, bool, Arrays | None]:
         """One frame: x (66,) of the seen person, or None (not seen / unusable) -> (outputs or None, whether a
         memory was dropped or replaced, the state the step started from)."""
         if x is None:
-            self.lost_run += 1
-            if self.rule.drop_after_loss(self.lost_run) and self.state is not None:
+            if self.state is None or self.person is None:
+                return None, False, None
+            verdict = self.person.unseen(self.rule)
+            if verdict == "drop":
                 self.reset()
                 return None, True, None
-            if self.state is not None and self.last_x is not None:
-                self.step(masked_input(self.last_x), omega, now)  # publishes nothing as a pose
+            if verdict == "masked" and self.person.last_x is not None:
+                self.step(masked_input(self.person.last_x), omega, now)  # publishes nothing as a pose
             return None, False, None
-        self.lost_run = 0
-        self.last_x = x
         reset = False
         if self.rule.fresh_needed(self.state is not None, tracker_status, track == self.track):
             reset = self.state is not None
             self.start(track)
+        assert self.person is not None
+        self.person.seen(x)
         before = self.state
         return self.step(x, omega, now), reset, before
 
-    def with_interval(self, x: np.ndarray, now: float | None) -> np.ndarray:
-        """x with the frame-interval feature: seconds since the previous step on the loop's clock."""
-        x = interval_input(self.engine, x, self.last_step_time, now, self.fps())
-        self.last_step_time = now
-        return x
-
     def step(self, x: np.ndarray, omega: np.ndarray, now: float | None) -> Arrays | None:
         """The engine step on the current state; a failure (raised, or non-finite outputs) drops the memory."""
-        assert self.state is not None
-        x = self.with_interval(x, now)
+        assert self.state is not None and self.person is not None
+        x = self.person.interval(self.engine, x, now, self.fps())
         self.fed_x = x  # what the engine really saw (the adaptation trains on it)
         try:
             outputs, state = self.engine.step(engine_inputs(x[None], omega), self.state)
@@ -188,7 +209,8 @@ class PersonMemory:
         and root (so the next step integrates the trajectory from the refined body). Errors keep the network's."""
         try:
             fps = self.fps()
-            res = refine_step(outputs, state_before, self.state or {}, kp2d, K, self.refine_track, config,
+            assert self.person is not None  # outputs come from a followed person's step
+            res = refine_step(outputs, state_before, self.state or {}, kp2d, K, self.person.refine, config,
                               dt=1.0 / fps if fps and fps > 0 else None)
         except Exception as exc:
             self.stats.fail("refine", exc)
@@ -198,5 +220,5 @@ class PersonMemory:
         return res.outputs
 
 
-__all__ = ["CHECKED_OUTPUTS", "EngineLike", "PersonMemory", "ResetRule", "engine_inputs", "finite_rows", "interval_input",
-           "masked_input", "with_frame_interval"]
+__all__ = ["CHECKED_OUTPUTS", "EngineLike", "Person", "PersonMemory", "ResetRule", "engine_inputs", "finite_rows",
+           "interval_input", "masked_input", "with_frame_interval"]
