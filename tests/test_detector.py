@@ -158,3 +158,14 @@ def test_mediapipe_finds_the_person_in_a_real_frame() -> None:
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and (y1 - y0) > 0.1 * h
         det.reset()
         assert det.detect(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_detector_bench_options_parse_as_their_types() -> None:
+    from stream.detector.bench import parse_option
+
+    assert parse_option("full_res_crops=false") == ("full_res_crops", False)
+    assert parse_option("max_people=2") == ("max_people", 2)
+    assert parse_option("same_person=0.3") == ("same_person", 0.3)
+    assert parse_option("detector_model=a.tflite") == ("detector_model", "a.tflite")
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_option("full_res_crops")
