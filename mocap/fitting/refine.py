@@ -261,7 +261,7 @@ def _step(ev: dict[str, Any], prob: _Problem) -> _Normal:
     g = js.T @ (sw2 * ev["r"].reshape(-1))
     prior = prob.weight[:nf]
     g += prior * ev["dev"][:nf]
-    if prob.limit > 0:
+    if ev["lim"] > 0:  # some joint outside its box
         over = ev["over"].reshape(-1)
         idx = np.flatnonzero(over)
         if idx.size:
