@@ -107,13 +107,13 @@ class MultiPersonLoop(LiveLoop):
     def _keypoint_stage(self, frame: Frame) -> KeypointPacket:
         stages, size, K = self._begin_frame(frame)
         clock = StageClock(stages)
-        detections = self._detect(frame)
+        found = self._detect(frame)
         clock.stop("detect")
         if frame.keypoints is None:  # the detector ran: its own split of the CPU time
             for part, ms in (getattr(self.detector, "last_info", None) or {}).get("cpu_ms", {}).items():
                 clock.cpu[f"detect.{part}"] = ms
         clock.start()
-        results = self.people_tracker.update(detections, size, self._clock_of(frame))
+        results = self.people_tracker.update(found, size, self._clock_of(frame))
         ended = list(getattr(self.people_tracker, "ended", []))
         xs: dict[int, np.ndarray] = {}
         for r in results:
