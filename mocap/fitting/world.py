@@ -17,7 +17,7 @@ import numpy as np
 from mocap.fitting.refine import Refined
 from mocap.skeleton import FOOT_KEYPOINT_IDS
 
-FEET = list(FOOT_KEYPOINT_IDS)
+FEET = np.asarray(FOOT_KEYPOINT_IDS, dtype=np.int64)
 
 
 def contact_weights(contact: np.ndarray, threshold: float) -> np.ndarray:
@@ -49,9 +49,9 @@ def world_outputs(
     contact, ...); initialized: the state's `initialized` flag before the step (0 on a track's first frame).
     Fields the refinement does not touch (contact, cam_wp) are copied as they are.
     """
-    pose_net = np.asarray(outputs["pose_rotmat"], np.float64)
+    world_root_net = np.asarray(np.asarray(outputs["pose_rotmat"])[0], np.float64)
     cam_root_net = np.asarray(outputs["cam_root_rotmat"], np.float64)
-    cam_to_world = pose_net[0] @ cam_root_net.T
+    cam_to_world = world_root_net @ cam_root_net.T
     kp_rel_net = np.asarray(outputs["kp3d_cam"], np.float64) - np.asarray(outputs["cam_trans"], np.float64)
     feet_net = kp_rel_net[FEET] @ cam_to_world.T
     feet_new = refined.keypoints_rel[FEET] @ cam_to_world.T
