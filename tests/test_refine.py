@@ -198,6 +198,27 @@ def test_a_frame_without_evidence_fades_the_last_correction_instead_of_jumping(f
     assert np.isfinite(coast.joints_rel).all()
 
 
+def test_temporal_weights_scale_with_the_square_of_the_frame_rate(frame: dict) -> None:
+    """At 60 fps a correction drifting at one speed moves half as far per frame: its per-frame temporal weight
+    is 4x the 30-fps one, so the smoothing per second is the same at any frame rate."""
+    import dataclasses
+
+    net, kp2d = frame["net"], frame["kp2d"]
+    cfg = RefineConfig()
+    four = dataclasses.replace(cfg, **{f: 4 * getattr(cfg, f) for f in
+                                       ("pose_temporal", "root_temporal", "shift_temporal", "depth_temporal")})
+    own = _detect(net["kp3d_cam"])  # the second frame's evidence agrees with the network: no correction wanted
+    results = []
+    for config, dt in ((cfg, 1 / 60), (four, 1 / 30), (cfg, 1 / 30)):
+        track = TrackState()
+        refine_person(net, kp2d, K, track, config, dt=1 / 30)
+        out = refine_person(net, own, K, track, config, dt=dt)
+        assert out is not None
+        results.append(track.correction.copy())
+    np.testing.assert_allclose(results[0], results[1], atol=1e-9)
+    assert np.linalg.norm(results[0]) > np.linalg.norm(results[2])  # more of the correction carried at 60 fps
+
+
 # ------------------------------------------------------------------------------------------ consistency
 def test_world_reintegration_equals_the_models_contact_aware_step() -> None:
     rng = np.random.default_rng(5)

@@ -58,7 +58,8 @@ class RefineConfig:
     shift_temporal: float = 0.2
     depth_temporal: float = 0.2
     reference_fps: float = 30.0    # temporal weights are per 1/reference_fps s: a frame dt apart scales them by
-                                   # (1/reference_fps)/dt (clipped to [1/4, 4]), so the smoothing is the same in time
+                                   # ((1/reference_fps)/dt)^2 (clipped to [1/16, 16]): a correction drifting at
+                                   # one speed then costs the same per second, so the smoothing is the same in time
     motion_scale: float = 0.0      # network keypoint speed (bbox units / frame) at which temporal weights halve
     innovation_scale: float = 0.03  # reprojection error of the carried correction at which they halve
     limit: float = 10.0            # per rad^2 outside the box
@@ -462,7 +463,7 @@ def refine_person(
         temporal *= _motion_factor(uv_net, track.uv_net, inv_box, cfg.motion_scale)
         temporal *= _innovation_factor(best["e2"], cfg.innovation_scale)
         if dt is not None and np.isfinite(dt) and dt > 0 and cfg.reference_fps > 0:
-            temporal *= float(np.clip(1.0 / (cfg.reference_fps * dt), 0.25, 4.0))
+            temporal *= float(np.clip(1.0 / (cfg.reference_fps * dt), 0.25, 4.0)) ** 2  # (see RefineConfig)
     weight = prior + temporal
     centre = np.where(weight > 0, (prior * x_net + temporal * target_t) / np.maximum(weight, 1e-300), x_net)
     centre[I_BETA] = beta_track
