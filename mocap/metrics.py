@@ -2,7 +2,7 @@
 
 Conventions shared by every function:
 - inputs are positions in **metres**, outputs in **millimetres** (or % / unitless where stated);
-- arrays are ``(T, J, 3)`` (frames, joints, xyz) unless stated; world frame is Y up (DESIGN.md);
+- arrays are ``(T, J, 3)`` (frames, joints, xyz) unless stated; world frame is Y up (docs/design.md, "Conventions");
 - the per-frame result is averaged into one float; NaN is returned only where a metric is undefined
   (documented per function), never for bad input, which raises ``ValueError``.
 

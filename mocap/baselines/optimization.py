@@ -7,7 +7,7 @@ batch. Per frame we minimise, with Adam for a fixed number of iterations,
 
 - E_2d: confidence-weighted Geman-McClure reprojection error of the 21 keypoints, measured in bbox units
   (pixels / bbox size) so the weights do not depend on resolution or distance; keypoints below
-  ``conf_threshold`` get weight 0 (masked, as the DESIGN.md convention asks).
+  ``conf_threshold`` get weight 0 (masked, as docs/design.md's keypoint convention asks).
 - E_pose: L2 of the 23 body-joint axis-angles from the standing start pose (:func:`standing_pose`, an A-pose:
   on synthetic walking it gives ~20 % lower PA-MPJPE than starting from and pulling toward the T-pose).
 - E_limit: squared hinge on knees / elbows bending the anatomically wrong way.
