@@ -17,7 +17,10 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from stream.detector.base import Detector
 
 log = logging.getLogger("livemocap")
 
@@ -411,7 +414,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except AdaptSetupError as exc:
                 raise UsageError(str(exc)) from None
             closers.append(adaptation)
-        detector = None
+        detector: Detector | None = None
         multi = False
         if kind != "synthetic":
             os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ start-up chatter

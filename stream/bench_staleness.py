@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.rate > 0 and args.read_s >= 0 and args.seconds > args.warmup_s >= 0):
         parser.error("need --rate > 0, --read-s >= 0 and --seconds > --warmup-s >= 0")
-    results = {"config": vars(args) | {"json": None}, "modes": [
-        measure(mode, args.rate, args.read_s, args.seconds, args.warmup_s) for mode in ("every", "latest")]}
-    results["config"].pop("json")
+    config: dict[str, Any] = {key: value for key, value in vars(args).items() if key != "json"}
+    modes = [measure(mode, args.rate, args.read_s, args.seconds, args.warmup_s) for mode in ("every", "latest")]
+    results = {"config": config, "modes": modes}
     if args.json:
         print(json.dumps(results))
     else:
-        for r in results["modes"]:
+        for r in modes:
             a = r.get("age_ms") or {}
             print(f"{r['mode']:>6}: {r['reads']} reads, age p50 {a.get('p50', float('nan')):.0f} ms, "
                   f"max {a.get('max', float('nan')):.0f} ms ({r.get('age_frames', {}).get('max', float('nan')):.1f} "

@@ -18,7 +18,7 @@ from stream.protocol import ARRAY_LENGTHS, ARRAY_SHAPES
 from stream.recorder import read_recording
 
 
-def jitter(path: str | Path) -> dict[str, float | int | None]:
+def jitter(path: str | Path) -> dict[str, str | float | int | None]:
     """Second-difference statistics of one recording's published joints (mm / frame^2)."""
     tracks: dict[int, list[tuple[int, np.ndarray]]] = {}
     for msg in read_recording(path):

@@ -228,7 +228,7 @@ def summarize(messages: Iterator[PoseMessage]) -> dict[str, Any]:
         "statuses": dict(statuses),
         "tracks": {str(k): v for k, v in sorted(tracks.items())},
         "seq_range": [seq0, seq1],
-        "duration_s": (t1 - t0) if n else 0.0,
+        "duration_s": (t1 - t0) if t0 is not None and t1 is not None else 0.0,
     }
 
 

@@ -160,7 +160,8 @@ class Subscriber:
             from zmq.utils.monitor import parse_monitor_message
 
             event = parse_monitor_message(self._monitor.recv_multipart())
-            raise AuthError(f"the publisher refused the CURVE handshake ({event['event'].name}): wrong server "
+            # pyzmq's stub types the event as int; at run time it already is a zmq.Event (Event(e) is e).
+            raise AuthError(f"the publisher refused the CURVE handshake ({zmq.Event(event['event']).name}): wrong server "
                             "public key, or this client's key is not on its allow-list")
 
     def recv(self, timeout: float | None = None) -> Received | None:
@@ -262,7 +263,7 @@ class LatencyStats:
 
     def summary(self) -> dict[str, Any]:
         n = len(self.capture_ms)
-        span = (self._last - self._first) if n > 1 else 0.0
+        span = (self._last - self._first) if n > 1 and self._last is not None and self._first is not None else 0.0
         return {
             "messages": n,
             "seq_gaps": self.gaps,

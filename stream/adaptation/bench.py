@@ -64,9 +64,10 @@ def detect_video(path: str) -> tuple[list[np.ndarray | None], tuple[int, int], f
                 if src.finished:
                     break
                 continue
+            assert frame.image is not None  # a video source's frames always carry the image
             found = det.detect(frame.image)
             out.append(np.asarray(found[0].keypoints, np.float32) if found else None)
-        return out, tuple(src.size), float(src.fps)  # type: ignore[return-value]
+        return out, src.size, float(src.fps)
     finally:
         det.close()
         src.close()
@@ -212,11 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         if any(m not in ("off", "thread", "process") for m in modes):
             print("error: --latency takes off, thread and/or process", file=sys.stderr)
             return 2
-        runs = [paced_latency(m, args.seconds, rest=args.rest) for _ in range(args.reps) for m in modes]
-        summary = {m: {"p99_ms_median": round(float(np.median([r["p99_ms"] for r in runs if r["mode"] == m])), 3),
-                       "p50_ms_median": round(float(np.median([r["p50_ms"] for r in runs if r["mode"] == m])), 3)}
-                   for m in modes}
-        out = {"seconds": args.seconds, "reps": args.reps, "rest": args.rest, "summary": summary, "runs": runs}
+        latency_runs = [paced_latency(m, args.seconds, rest=args.rest) for _ in range(args.reps) for m in modes]
+
+        def median_ms(key: str, mode: str) -> float:
+            return round(float(np.median([r[key] for r in latency_runs if r["mode"] == mode])), 3)
+
+        summary = {m: {"p99_ms_median": median_ms("p99_ms", m), "p50_ms_median": median_ms("p50_ms", m)} for m in modes}
+        out = {"seconds": args.seconds, "reps": args.reps, "rest": args.rest, "summary": summary,
+               "runs": latency_runs}
         print(json.dumps(out) if args.json else json.dumps(out, indent=2))
         return 0
     if not args.source:

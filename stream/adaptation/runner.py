@@ -74,7 +74,10 @@ class CycleRunner:
         self.cancel = threading.Event()  # set by a closing worker (thread mode): the cycle ends after its step
         self.adapter.stop_requested = self.cancel.is_set
         if spec.rest > 0:
-            self.adapter.after_step = lambda seconds: self.cancel.wait(spec.rest * seconds)
+            def rest(seconds: float) -> None:  # pause rest x the step's time (a cancel ends the pause)
+                self.cancel.wait(spec.rest * seconds)
+
+            self.adapter.after_step = rest
 
     def cycle(self, current: bytes, segments: Sequence[Window], holdout: Window) -> CycleOutcome:
         result = self.adapter.cycle(weights_from_bytes(current), segments, holdout)

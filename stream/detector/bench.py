@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from stream.detector import create_detector
+from stream.detector.blazepose_multi import BlazePoseMultiDetector
 from stream.multi_tracker import MultiTracker
 from stream.sources import OpenCVSource
 
@@ -59,6 +60,7 @@ def run(video: str, detector: str = "mediapipe", width: int = 640, height: int |
     frames = []
     with OpenCVSource(video, realtime=False) as src:
         for frame in src:
+            assert frame.image is not None  # a video source's frames always carry the image
             frames.append(_fit(frame.image, width, height))
             if max_frames and len(frames) >= max_frames + warmup:
                 break
@@ -73,7 +75,7 @@ def run(video: str, detector: str = "mediapipe", width: int = 640, height: int |
     with create_detector(detector, **({"fps": fps} if multi else {}), **(options or {})) as det:
         for i, image in enumerate(frames):
             t0, c0 = time.perf_counter(), time.process_time()
-            dets = det.detect(image, t=i / fps) if multi else det.detect(image)
+            dets = det.detect(image, t=i / fps) if isinstance(det, BlazePoseMultiDetector) else det.detect(image)
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if tracker is not None:
                 for r in tracker.update(dets, size, t=i / fps):

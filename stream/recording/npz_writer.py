@@ -29,7 +29,7 @@ from stream.recording.common import WriteOnClose, estimate_fps
 _DTYPES = {bool: np.bool_, int: np.int64, float: np.float64, str: np.str_}
 
 
-def scalar_fields() -> dict[str, type]:
+def scalar_fields() -> dict[str, type[np.generic]]:
     """Every non-array field of `PoseMessage` -> numpy dtype (from its annotation, so added fields come along).
 
     Fields of an unforeseen type are stored as text."""
@@ -64,7 +64,7 @@ class NpzWriter(WriteOnClose):
         for key, column in self._scalars.items():
             column.append(getattr(msg, key))
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, np.ndarray | np.generic]:
         """The recording so far, as the file will hold it."""
         n = len(self._scalars["seq"])
         dtypes = scalar_fields()
@@ -76,10 +76,11 @@ class NpzWriter(WriteOnClose):
         if fps is None:
             posed = np.isfinite(out["pose_quat"]).all(axis=(1, 2))
             fps = estimate_fps(out["seq"][posed], out["t_capture"][posed])
-        out["fps"] = np.float64(fps if fps is not None else math.nan)
-        out["joint_names"] = np.asarray(SMPL_JOINT_NAMES, dtype=np.str_)
-        out["keypoint_names"] = np.asarray(KEYPOINT_NAMES, dtype=np.str_)
-        return out
+        result: dict[str, np.ndarray | np.generic] = dict(out)
+        result["fps"] = np.float64(fps if fps is not None else math.nan)
+        result["joint_names"] = np.asarray(SMPL_JOINT_NAMES, dtype=np.str_)
+        result["keypoint_names"] = np.asarray(KEYPOINT_NAMES, dtype=np.str_)
+        return result
 
     def _finish(self, fh: io.BufferedWriter) -> None:
         if not self._scalars["seq"]:

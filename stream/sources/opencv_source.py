@@ -62,6 +62,7 @@ class OpenCVSource(Source):
         self._max_retry_delay = max_retry_delay
         self._max_read_failures = max(1, int(max_read_failures))
         self._open_timeout_ms = int(open_timeout * 1000)
+        self._target: int | str  # a camera index, a URL or a video file's path
         if isinstance(src, (int, np.integer)) or (isinstance(src, str) and src.strip().isdigit()):
             self.kind, self._target, self.name = "webcam", int(src), f"camera {int(src)}"
         elif isinstance(src, str) and _is_url(src):

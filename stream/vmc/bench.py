@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     sink.bind(("127.0.0.1", 0))
     sink.setblocking(False)
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    times = {"convert": [], "bundle": [], "send": []}
+    times: dict[str, list[float]] = {"convert": [], "bundle": [], "send": []}
     size = 0
     for k, (quat, joints) in enumerate(poses):
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ import socket
 
 import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from stream.protocol import ARRAY_LENGTHS, PoseMessage
@@ -39,7 +40,7 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _message(address: str, *args: str | float | int) -> object:
+def _message(address: str, *args: str | float | int) -> OscMessage:
     builder = OscMessageBuilder(address=address)
     for value in args:
         builder.add_arg(value, "s" if isinstance(value, str) else "i" if isinstance(value, int) else "f")
