@@ -107,9 +107,9 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                         "measured slower, see BENCHMARKS.md)")
     p.add_argument("--json-stats", action="store_true", help="print the end-of-run summary as JSON on stdout")
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                   help="fit each step's body to the frame's 2D keypoints (3 Levenberg-Marquardt steps, 1.25 ms p50 "
+                   help="fit each step's body to the frame's 2D keypoints (3 Levenberg-Marquardt steps, ~1 ms p50 "
                         "per person-frame on a quiet 2-core CPU; timed as the 'refine' stage): reprojection error "
-                        "3.3 -> 1.8 %% and 3.3 -> 1.8 %% on the shared videos (default: on, see BENCHMARKS.md)")
+                        "3.1 -> 2.2 %% and 3.1 -> 2.1 %% on the shared videos (default: on, see BENCHMARKS.md)")
     p.add_argument("--adapt", action="store_true",
                    help="adapt the model to this camera and person in the background (self-supervised, gated, "
                         "rolled back on regression; needs torch); weights persist per --adapt-profile")
