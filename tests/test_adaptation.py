@@ -82,6 +82,21 @@ def step_once(engine: Any, clip: Window) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------------ buffer
+def test_runs_chain_equal_states_handed_out_as_fresh_views() -> None:
+    """The multi-person loop hands each person's state out as new views of its batched arrays every frame:
+    equal arrays continue a run, a different state (a reset) starts a new one."""
+    batched = [{"h": np.arange(6, dtype=np.float32).reshape(3, 2) + 10 * i} for i in range(5)]
+    view = lambda i: {k: v[1:2] for k, v in batched[i].items()}  # noqa: E731  (a fresh dict each call)
+
+    def step(seq: int, before: dict, after: dict) -> ModelStep:
+        return ModelStep(seq, 1, 0.0, np.zeros(4, np.float32), np.zeros(6, np.float32), np.full((21, 3), 0.5),
+                         np.ones(3), np.eye(3), before, after, 0.01, 0)
+
+    steps = [step(i, view(i), view(i + 1)) for i in range(3)]
+    steps.append(step(3, {"h": np.zeros((1, 2), np.float32)}, view(4)))  # a fresh state: a new run
+    assert [[s.seq for s in r] for r in runs(steps)] == [[0, 1, 2], [3]]
+
+
 def test_ring_buffer_keeps_recent_steps_and_cuts_windows_at_state_breaks() -> None:
     ring = StepRing(capacity=5, max_tracks=2)
     state = {"h": np.zeros((1, 2), np.float32)}

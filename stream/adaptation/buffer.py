@@ -3,13 +3,15 @@
 `append` is O(1) under a lock held for microseconds: the frame path only hands over references to arrays it
 already made (engines return fresh arrays every step), nothing is copied there. The worker takes a snapshot
 and cuts it into `mocap.adapt.Window`s of consecutive steps: two buffered frames belong to one window only when
-the second step started from exactly the state the first one returned (same dict object), so a model reset, a
+the second step started from exactly the state the first one returned (the same dict, or equal arrays: the
+multi-person loop hands each person's state out as fresh views of its batched state), so a model reset, a
 masked step during a short loss, or a new track always starts a new window.
 """
 from __future__ import annotations
 
 import collections
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -58,11 +60,21 @@ class StepRing:
             self._tracks.clear()
 
 
+def continues(state_after: Any, state_before: Any) -> bool:
+    """Whether a step started from the state an earlier step returned: the same dict, or the same names with
+    equal arrays (runs in the adaptation worker, never on the frame path)."""
+    if state_after is state_before:
+        return True
+    if state_after is None or state_before is None or state_after.keys() != state_before.keys():
+        return False
+    return all(np.array_equal(state_after[k], state_before[k]) for k in state_after)
+
+
 def runs(steps: list[BufferedStep]) -> list[list[BufferedStep]]:
     """Split steps into runs of consecutive model steps (each started from the state the previous returned)."""
     out: list[list[BufferedStep]] = []
     for step in steps:
-        if out and out[-1][-1].state_after is step.state_before:
+        if out and continues(out[-1][-1].state_after, step.state_before):
             out[-1].append(step)
         else:
             out.append([step])
@@ -88,4 +100,4 @@ def windows(snapshot: dict[int, list[BufferedStep]], min_len: int = 3) -> list[W
     return out
 
 
-__all__ = ["BufferedStep", "StepRing", "runs", "to_window", "windows"]
+__all__ = ["BufferedStep", "StepRing", "continues", "runs", "to_window", "windows"]
