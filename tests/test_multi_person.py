@@ -203,6 +203,21 @@ def test_crops_cut_from_the_full_frame_match_crops_from_the_shrunk_frame(monkeyp
     assert same_count >= 0.9 * len(frames) and runs < len(frames) / 2
 
 
+@needs_runtime
+@pytest.mark.skipif(not FRAME.is_file(), reason="needs ../shared/data/images/sports2d_demo_middle_f0115.png")
+def test_a_frame_no_wider_than_the_tracking_width_is_read_in_rgb_either_way() -> None:
+    """A 640-px webcam frame is cropped as it is (scale 1) on both paths: the crops must still be RGB."""
+    from stream.detector.blazepose_multi import BlazePoseMultiDetector
+
+    image = cv2.imread(str(FRAME))
+    small = cv2.resize(image, (640, round(image.shape[0] * 640 / image.shape[1])), interpolation=cv2.INTER_AREA)
+    a = BlazePoseMultiDetector(smooth=False, full_res_crops=False).detect(small)
+    b = BlazePoseMultiDetector(smooth=False).detect(small)
+    assert a and len(a) == len(b)
+    for da, db in zip(a, b):
+        np.testing.assert_allclose(da.keypoints, db.keypoints, atol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def sports2d_run() -> dict[str, Any]:
     """tracks {track id: {frame: (21, 3) keypoints}} over the first 200 frames of the sports2d video, and how

@@ -271,7 +271,7 @@ class BlazePoseMultiDetector(Detector):
         clock.start()
         for slot in self._slots:
             assert crop_source is not None
-            lm = self._landmarks(crop_source, slot.roi, crop_scale)
+            lm = self._landmarks(crop_source, slot.roi, crop_scale, bgr=self.full_res_crops)
             info["crops"] += 1
             if lm.score >= self.min_tracking_confidence:
                 found.append((slot, lm))
@@ -351,14 +351,15 @@ class BlazePoseMultiDetector(Detector):
         big, small = max(a.side, b.side), min(a.side, b.side)
         return d < self.same_person * big and big < 1.6 * small
 
-    def _landmarks(self, image: np.ndarray, roi: Roi, scale: float = 1.0) -> Landmarks:
-        """image: the RGB frame the slots live in (scale 1), or the full-size BGR frame `scale` times larger."""
+    def _landmarks(self, image: np.ndarray, roi: Roi, scale: float = 1.0, bgr: bool = False) -> Landmarks:
+        """image: the RGB frame the slots live in (scale 1), or the full-size BGR frame (bgr) `scale` times
+        larger (scale 1 too when the frame is no wider than `input_width`)."""
         if scale != 1.0:
             roi = Roi((roi.centre[0] * scale, roi.centre[1] * scale), roi.side * scale, roi.rotation)
         cv2.warpAffine(image, crop_affine(roi), (LANDMARK_INPUT, LANDMARK_INPUT), dst=self._crop,
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=(0, 0, 0))
-        if scale != 1.0:  # the full-size frame is BGR: convert the 256-px crop, not the frame
+        if bgr:  # the full-size frame is BGR: convert the 256-px crop, not the frame
             cv2.cvtColor(self._crop, cv2.COLOR_BGR2RGB, dst=self._crop)
         self._lm.run_image(self._crop, 1.0 / 255.0)
         raw = self._lm.output((1, 195))[0]
