@@ -99,7 +99,7 @@ def _cpu_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
 
 def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int,
               max_people: int = 1, pipelined: bool = False, realtime: bool = False, refine: bool = True,
-              detector_options: dict[str, Any] | None = None) -> dict[str, Any]:
+              detector_options: dict[str, Any] | None = None, record: Path | None = None) -> dict[str, Any]:
     import engines
     from mocap.fitting import RefineConfig
     from stream.__main__ import _single_thread_torch
@@ -122,6 +122,11 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
     else:
         detector = MediaPipePoseDetector(input_width=width or 640)
     refine_config = RefineConfig() if refine else None
+    recorder = None
+    if record is not None:  # every published message, as run_live.py --record writes them (outputs compared)
+        from stream.recorder import Recorder
+
+        recorder = Recorder(record, overwrite=True)
     load_start = os.getloadavg()
     reports: dict[int, FrameReport] = {}
     # The subscriber writes to a file, not a pipe: an undrained pipe would stall it and drop messages.
@@ -138,10 +143,12 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
                 loop: LiveLoop = MultiPersonLoop(
                     source, detector, MultiTracker(max_people=max_people, max_lost=14, fps=source.fps),
                     make_camera_motion("static"), engine, publisher, clock="media", pipelined=pipelined,
-                    lossless=not realtime, skip_late=realtime and not pipelined, refine=refine_config)
+                    lossless=not realtime, skip_late=realtime and not pipelined, refine=refine_config,
+                    recorder=recorder)
             else:
                 loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
-                                engine, publisher, clock="media", skip_late=realtime, refine=refine_config)
+                                engine, publisher, clock="media", skip_late=realtime, refine=refine_config,
+                                recorder=recorder)
             loop.on_frame = lambda r: reports.__setitem__(r.seq, r)
             cpu_start = time.process_time()
             stats = loop.run(frames)
@@ -157,6 +164,8 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
                 sub.kill()
             source.close()
             detector.close()
+            if recorder is not None:
+                recorder.close()
     lines = out.strip().splitlines()
     received: dict[int, float] = {}
     for line in lines[:-1]:
@@ -244,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test-time refinement of each step, as run_live.py (default on)")
     parser.add_argument("--detector-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a BlazePoseMultiDetector keyword (multi-person path), e.g. num_threads=2; repeatable")
+    parser.add_argument("--record", type=Path, default=None, metavar="FILE",
+                        help="also write every published message to FILE (JSON Lines, replaced if it exists)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
     if not Path(args.source).is_file():
@@ -258,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--detector-option: {exc}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     result = run_bench(Path(args.source), args.frames, args.checkpoint, args.engine, args.width, args.warmup,
-                       args.max_people, args.pipelined, args.realtime, args.refine, options)
+                       args.max_people, args.pipelined, args.realtime, args.refine, options, args.record)
     if args.json:
         print(json.dumps(result))
     else:
