@@ -99,7 +99,7 @@ def person_candidates(detections: Sequence[Detection], image_size: tuple[int, in
     out = []
     for det in detections:
         kp = mask_keypoints(det.keypoints, image_size)
-        if int((kp[:, 2] >= conf_threshold).sum()) < min_keypoints:
+        if int(np.count_nonzero(kp[:, 2] >= conf_threshold)) < min_keypoints:
             continue
         box = np.asarray(bbox_from_keypoints(kp, conf_threshold, bbox_scale), dtype=np.float64)
         if np.isfinite(box).all() and box[2] > min_size:
