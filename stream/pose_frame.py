@@ -62,32 +62,65 @@ def pose_message(
 
     kp2d: (21, 3) detected keypoints (pixels + confidence) the pose was estimated from; None = not sent.
     status: "tracking", or "init" on the first frame of a track (the pose is valid, the model's memory is new).
+
+    The wire carries float32 values; outputs that are float32 already (the engines') go to the message's lists
+    straight from their float32 rows: the float64 round trip of `person_outputs` gives back the same values, and
+    skipping it (and `PoseMessage.from_arrays`'s checks of names this function writes itself) halves the cost of
+    a message. Only the rotations are converted in float64, as before.
     """
     if status not in ("tracking", "init"):
         raise ValueError(f"a message with a pose has status 'tracking' or 'init', got {status!r}")
-    person = person_outputs(outputs, index)
-    rotmat = person["pose_rotmat"]  # (24, 3, 3) local, joint 0 = world root
+    rows = _person_rows(outputs, index)
+    rotmat = rows["pose_rotmat"].astype(np.float64)  # (24, 3, 3) local, joint 0 = world root
     cam_root = np.asarray(outputs["cam_root_rotmat"])[index].astype(np.float64) if "cam_root_rotmat" in outputs else None
     with_cam = rotmat if cam_root is None or not np.all(np.isfinite(cam_root)) else np.concatenate((rotmat, cam_root[None]))
     quat = matrix_to_quaternion(with_cam)           # one conversion for all rotations (25 or 24, 4) x, y, z, w
     aa = quaternion_to_axis_angle(quat)
-    arrays: dict[str, np.ndarray] = {
-        "pose_aa": aa[:NUM_JOINTS],                    # (24, 3)
-        "pose_quat": quat[:NUM_JOINTS],                # (24, 4) x, y, z, w
-        "betas": person["betas"],
-        "root_trans": person["root_trans"],
-        "joints": person["joints"],
-        "contact": np.clip(person["contact"], 0.0, 1.0),
-        "cam_trans": person["cam_trans"],
-    }
+    aa32, quat32 = aa.astype(np.float32), quat.astype(np.float32)
+    msg = PoseMessage(
+        seq=int(seq), track=int(track), t_capture=float(t_capture), status=status, model=model,
+        pose_aa=aa32[:NUM_JOINTS].reshape(-1).tolist(),                 # (24, 3)
+        pose_quat=quat32[:NUM_JOINTS].reshape(-1).tolist(),             # (24, 4) x, y, z, w
+        betas=_wire(rows["betas"]),
+        root_trans=_wire(rows["root_trans"]),
+        joints=_wire(rows["joints"]),
+        contact=_wire(np.clip(rows["contact"], 0.0, 1.0)),
+        cam_trans=_wire(rows["cam_trans"]),
+    )
     if len(aa) == NUM_JOINTS + 1:
-        arrays["cam_root_aa"] = aa[NUM_JOINTS]
+        msg.cam_root_aa = aa32[NUM_JOINTS].tolist()
     if kp2d is not None:
         kp = np.asarray(kp2d, dtype=np.float64)
         if kp.shape != ARRAY_SHAPES["kp2d"]:
             raise ValueError(f"kp2d must be {ARRAY_SHAPES['kp2d']} pixels + confidence, got {kp.shape}")
-        arrays["kp2d"] = np.where(np.isfinite(kp), kp, 0.0)  # masked points travel as (0, 0, conf 0)
-    return PoseMessage.from_arrays(seq=seq, track=track, t_capture=t_capture, status=status, model=model, **arrays)
+        # masked points travel as (0, 0, conf 0)
+        msg.kp2d = np.where(np.isfinite(kp), kp, 0.0).astype(np.float32).reshape(-1).tolist()
+    return msg
+
+
+def _person_rows(outputs: Mapping[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
+    """`person_outputs`' checks (same errors) on row `index`, without its float64 copies: the rows as given."""
+    rows: dict[str, np.ndarray] = {}
+    for name, shape in REQUIRED_OUTPUTS.items():
+        if name not in outputs:
+            raise ValueError(f"engine output {name!r} missing (got {sorted(outputs)})")
+        batch = np.asarray(outputs[name])
+        if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or not 0 <= index < batch.shape[0]:
+            raise ValueError(f"engine output {name!r}: expected (B, {', '.join(map(str, shape))}) with B > {index}, "
+                             f"got {batch.shape}")
+        value = batch[index]
+        if not np.isfinite(value).all():  # a float64 copy is finite exactly where the row is
+            raise ValueError(f"engine output {name!r} has non-finite values")
+        rows[name] = value
+    return rows
+
+
+def _wire(value: np.ndarray) -> list[float]:
+    """An output row as the wire's flat list of float32 values (what `PoseMessage.from_arrays` makes of it).
+    A float32 row is listed as it is; any other dtype goes through float64 first, as `person_outputs` did."""
+    if value.dtype != np.float32:
+        value = value.astype(np.float64).astype(np.float32)
+    return value.reshape(-1).tolist()
 
 
 def status_message(status: str, *, seq: int, track: int, t_capture: float, model: str = "") -> PoseMessage:
