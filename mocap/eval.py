@@ -43,6 +43,7 @@ from .model import CausalMocap, load_model
 from .model.checkpoint import DEFAULT_CHECKPOINT
 from .retarget import resample, retarget_bvh
 from .rotations import axis_angle_to_matrix
+from .smoothing import SmoothingConfig, smooth_sequence
 
 DEFAULT_SEED = 1234
 DEFAULT_SINGLE_FRAME = DEFAULT_CHECKPOINT.with_name("baseline_single_frame.safetensors")
@@ -142,7 +143,8 @@ def sample_intrinsics(sample: dict[str, torch.Tensor]) -> np.ndarray:
 
 
 def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, torch.Tensor], body: BuiltinBody,
-                  adaptation: "EvalAdaptation | None" = None, refine: RefineConfig | None = None) -> dict[str, float]:
+                  adaptation: "EvalAdaptation | None" = None, refine: RefineConfig | None = None,
+                  smoothing: SmoothingConfig | None = None) -> dict[str, float]:
     gt_cam = sample["gt_joints_cam_rel"].numpy()
     if model_kind == "optimization":
         K = np.array([[float(sample["focal"]), 0, float(sample["principal"][0])],
@@ -156,6 +158,8 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
         return sequence_metrics(pred_cam, gt_cam)
     assert model is not None
     out = run_model_causally(model, sample, refine) if adaptation is None else adaptation.run(model, sample, refine)
+    if smoothing is not None:  # the live loop's output smoothing, after refinement, on what it would publish
+        out = smooth_sequence(out, sample["dt"].numpy(), smoothing)
     pose_cam = np.concatenate((out["cam_root_rotmat"][:, None], out["pose_rotmat"][:, 1:]), axis=1)
     with torch.no_grad():
         pred_cam = body(torch.from_numpy(pose_cam), torch.from_numpy(out["betas"])).joints.numpy()
@@ -170,7 +174,7 @@ def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, 
 def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, seed: int, split: str,
              limit: int | None = None, progress: bool = True, protocol_name: str = "standard",
              fps: float | None = None, drop: float | None = None, adapt: bool = False,
-             refine: bool = False) -> dict:
+             refine: bool = False, smooth: bool = False) -> dict:
     files, seen = bvh_files(paths, split)
     files = files[:limit]
     corrections = calibrate_groups(seen, "auto", None) if len(seen) > 1 else {}
@@ -191,11 +195,14 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
     if refine and model is None:
         raise ValueError("--refine refines a network's steps; it is not wired into the optimization baseline")
     refine_cfg = RefineConfig() if refine else None  # issue 11: the live loop's per-frame test-time refinement
+    if smooth and model is None:
+        raise ValueError("--smooth smooths a network's steps; it is not wired into the optimization baseline")
+    smoothing = SmoothingConfig() if smooth else None  # the live loop's One-Euro output smoothing
     results, t_model, frames = [], 0.0, 0
     for i, path in enumerate(tqdm(files, desc=f"eval {model_kind}", disable=not progress, file=sys.stderr)):
         sample = synthesize_clip(path, camera, seed, i, corrections.get(str(path)), setup)
         t0 = time.perf_counter()
-        results.append(evaluate_clip(model_kind, model, sample, body, adaptation, refine_cfg))
+        results.append(evaluate_clip(model_kind, model, sample, body, adaptation, refine_cfg, smoothing))
         t_model += time.perf_counter() - t0
         frames += sample["x"].shape[0]
     summary = summarize(results)
@@ -205,7 +212,7 @@ def evaluate(paths: list[Path], checkpoint: str, model_kind: str, camera: str, s
         report.setdefault(key, None)  # world metrics do not exist for the per-frame optimization baseline
     report.update({"model": model_kind, "checkpoint": None if model is None else getattr(model, "model_id", checkpoint),
                    "camera": camera, "seed": seed, "split": split, "ms_per_frame": round(1000 * t_model / max(frames, 1), 3),
-                   "adapt": None if adaptation is None else adaptation.summary(), "refine": refine, "protocol": protocol_name, "fps": setup[1].fps_choices[0], "drop": setup[1].drop_prob[0]})
+                   "adapt": None if adaptation is None else adaptation.summary(), "refine": refine, "smooth": smooth, "protocol": protocol_name, "fps": setup[1].fps_choices[0], "drop": setup[1].drop_prob[0]})
     return report
 
 
@@ -226,12 +233,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="replay the live background adaptation causally on each clip (mocap/adapt/simulate.py)")
     p.add_argument("--refine", action="store_true",
                    help="after each step, the live loop's test-time refinement to the 2D keypoints (mocap/fitting)")
+    p.add_argument("--smooth", action="store_true",
+                   help="after refinement, the live loop's One-Euro output smoothing (mocap/smoothing.py)")
     p.add_argument("--json", action="store_true", help="print only the JSON object")
     args = p.parse_args(argv)
     try:
         report = evaluate(args.bvh, args.checkpoint, args.model, args.camera, args.seed, args.split, args.limit,
                           progress=not args.json, protocol_name=args.protocol, fps=args.fps, drop=args.drop,
-                          adapt=args.adapt, refine=args.refine)
+                          adapt=args.adapt, refine=args.refine, smooth=args.smooth)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
