@@ -27,10 +27,11 @@ from mocap.rotations import axis_rotation
 def camera_pose(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
     """(R_wc (3, 3), t_wc (3,)): the camera in the person's world frame from one step's batch-1 outputs."""
     try:
-        r_world = np.asarray(outputs["pose_rotmat"], np.float64)[0, 0]
-        r_cam = np.asarray(outputs["cam_root_rotmat"], np.float64)[0]
-        root = np.asarray(outputs["root_trans"], np.float64)[0]
-        cam_trans = np.asarray(outputs["cam_trans"], np.float64)[0]
+        # the rows first, then float64 (the same values; not a float64 copy of every joint's rotation)
+        r_world = np.asarray(np.asarray(outputs["pose_rotmat"])[0, 0], np.float64)
+        r_cam = np.asarray(np.asarray(outputs["cam_root_rotmat"])[0], np.float64)
+        root = np.asarray(np.asarray(outputs["root_trans"])[0], np.float64)
+        cam_trans = np.asarray(np.asarray(outputs["cam_trans"])[0], np.float64)
     except (KeyError, IndexError):
         return None
     r_wc = r_world @ r_cam.T

@@ -149,6 +149,7 @@ class Publisher:
         self._monitor: zmq.Socket | None = None
         self._subscribers = 0
         self._validate = validate
+        self._topics: dict[int, bytes] = {}   # track -> topic bytes
         self._ctx = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self._sock = self._ctx.socket(zmq.PUB)
@@ -195,10 +196,17 @@ class Publisher:
         if self._validate:
             validate(msg)
         msg.t_publish = time.monotonic()
-        key = topic(msg.track) if self.camera_id is None else camera_topic(self.camera_id, msg.track)
-        frames = [key, encode(msg)]
+        key = self._topics.get(msg.track)
+        if key is None:  # a new track: its topic once (the check of the id included), not on every message
+            key = topic(msg.track) if self.camera_id is None else camera_topic(self.camera_id, msg.track)
+            if len(self._topics) >= 1024:  # ids only grow: forget old tracks' topics now and then
+                self._topics.clear()
+            self._topics[msg.track] = key
+        payload = encode(msg)
         try:
-            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            # what send_multipart([key, payload]) does, without its per-call type checks of the two parts
+            self._sock.send(key, zmq.SNDMORE | zmq.NOBLOCK)
+            self._sock.send(payload, zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             return False

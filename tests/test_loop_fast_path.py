@@ -75,3 +75,35 @@ def test_median_is_numpys_bit_for_bit() -> None:
         n = int(rng.integers(1, 22))
         values = (rng.random(n) * rng.random() * 100).astype(np.float32 if rng.random() < 0.5 else np.float64)
         assert _median(values, n) == float(np.median(values))
+
+
+@pytest.mark.parametrize("camera", [None, "cam1"])
+def test_publisher_sends_topic_and_payload_as_before(camera: str | None) -> None:
+    """The cached topic and the two direct sends put [topic, encode(msg)] on the wire, as send_multipart did."""
+    import zmq
+
+    from stream.publisher import Publisher, camera_topic
+    from stream.protocol import decode, topic
+
+    with Publisher("tcp://127.0.0.1:*", hwm=100, camera_id=camera, watch_subscribers=True) as pub:
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        try:
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(pub.endpoint)
+            assert pub.wait_for_subscriber(10.0)
+            tracks = [0, 7, 0, 12, 7]
+            for seq, track in enumerate(tracks):
+                assert pub.publish(PoseMessage(seq=seq, track=track, t_capture=1.0, status="lost", model="m"))
+            for seq, track in enumerate(tracks):
+                assert sub.poll(5000)
+                key, payload = sub.recv_multipart()
+                assert key == (topic(track) if camera is None else camera_topic(camera, track))
+                msg = decode(payload)
+                assert (msg.seq, msg.track, msg.status) == (seq, track, "lost") and msg.t_publish > 0
+            with pytest.raises(ValueError):
+                pub.publish(PoseMessage(seq=9, track=-1, t_capture=1.0, status="lost"))
+            assert pub.sent == len(tracks)
+        finally:
+            sub.close(linger=0)
+            ctx.term()
