@@ -99,9 +99,11 @@ def _cpu_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
 
 def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int,
               max_people: int = 1, pipelined: bool = False, realtime: bool = False, refine: bool = True,
-              detector_options: dict[str, Any] | None = None, record: Path | None = None) -> dict[str, Any]:
+              detector_options: dict[str, Any] | None = None, record: Path | None = None,
+              smooth: bool = True) -> dict[str, Any]:
     import engines
     from mocap.fitting import RefineConfig
+    from mocap.smoothing import SmoothingConfig
     from stream.__main__ import _single_thread_torch
     from stream.camera_motion import make_camera_motion
     from stream.detector import MediaPipePoseDetector
@@ -122,6 +124,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
     else:
         detector = MediaPipePoseDetector(input_width=width or 640)
     refine_config = RefineConfig() if refine else None
+    smoothing = SmoothingConfig() if smooth else None
     recorder = None
     if record is not None:  # every published message, as run_live.py --record writes them (outputs compared)
         from stream.recorder import Recorder
@@ -143,11 +146,11 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
                 loop: LiveLoop = MultiPersonLoop(
                     source, detector, MultiTracker(max_people=max_people, max_lost=14, fps=source.fps),
                     make_camera_motion("static"), engine, publisher, clock="media", pipelined=pipelined,
-                    lossless=not realtime, skip_late=realtime and not pipelined, refine=refine_config,
+                    lossless=not realtime, skip_late=realtime and not pipelined, refine=refine_config, smoothing=smoothing,
                     recorder=recorder)
             else:
                 loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
-                                engine, publisher, clock="media", skip_late=realtime, refine=refine_config,
+                                engine, publisher, clock="media", skip_late=realtime, refine=refine_config, smoothing=smoothing,
                                 recorder=recorder)
             loop.on_frame = lambda r: reports.__setitem__(r.seq, r)
             cpu_start = time.process_time()
@@ -201,6 +204,7 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         "detector": f"{detector.name} at {width or 640} px wide",
         "detector_options": detector_options or {},
         "refine": refine,
+        "smooth": smooth,
         "max_people": max_people,
         "pipelined": pipelined,
         "realtime": realtime,
@@ -251,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realtime", action="store_true", help="play the file at its fps, as a camera")
     parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                         help="test-time refinement of each step, as run_live.py (default on)")
+    parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                        help="One-Euro smoothing of the published poses, as run_live.py (default on)")
     parser.add_argument("--detector-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a BlazePoseMultiDetector keyword (multi-person path), e.g. num_threads=2; repeatable")
     parser.add_argument("--record", type=Path, default=None, metavar="FILE",
@@ -269,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--detector-option: {exc}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     result = run_bench(Path(args.source), args.frames, args.checkpoint, args.engine, args.width, args.warmup,
-                       args.max_people, args.pipelined, args.realtime, args.refine, options, args.record)
+                       args.max_people, args.pipelined, args.realtime, args.refine, options, args.record,
+                       smooth=args.smooth)
     if args.json:
         print(json.dumps(result))
     else:

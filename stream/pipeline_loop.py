@@ -207,6 +207,10 @@ class MultiPersonLoop(LiveLoop):
             clock.start()
             self._refine_all(posed, outputs, before, K)
             clock.stop("refine")
+        if self.smoothing is not None and outputs:
+            clock.start()
+            self._smooth_all(posed, outputs, now)
+            clock.stop("smooth")
 
         clock.start()
         model = self.messages.model()
@@ -257,6 +261,18 @@ class MultiPersonLoop(LiveLoop):
         if self.on_frame is not None:
             self.on_frame(FrameReport(frame.seq, report_msg.status, report_msg.track, frame.t_capture,
                                       p.t_keypoints, t_published, stages, reset, reproj_main, report_msg))
+
+    def _smooth_all(self, posed: list[Any], outputs: dict[int, dict[str, np.ndarray]], now: float) -> None:
+        """Each seen person's outputs as published, One-Euro smoothed on their own clock (`Person.smooth`)."""
+        assert self.smoothing is not None
+        for r in posed:
+            track = int(r.track_id)
+            if track not in outputs:
+                continue
+            try:
+                outputs[track] = self._persons[track].smooth(outputs[track], now, self.smoothing)
+            except Exception as exc:
+                self.metrics.fail("smooth", exc)
 
     def _refine_all(self, posed: list[Any], outputs: dict[int, dict[str, np.ndarray]],
                     before: dict[int, dict[str, np.ndarray]], K: np.ndarray) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from mocap.fitting import RefineConfig
 from mocap.fitting.reprojection import reprojection_error  # re-exported: the loop's reported figure
+from mocap.smoothing import SmoothingConfig
 from stream.camera_motion import CameraMotion
 from stream.detector.base import Detection, Detector
 from stream.loop.inputs import FrameGeometry, detections, network_input
@@ -98,6 +99,7 @@ class LiveLoop:
         max_source_errors: int | None = None,
         stats_window: int = 18000,
         refine: RefineConfig | None = None,
+        smoothing: SmoothingConfig | None = None,
     ) -> None:
         self.rule = ResetRule(lost_reset_frames)
         self.pacer = Pacer(source, clock, skip_late, heartbeat_s)
@@ -108,6 +110,7 @@ class LiveLoop:
         self.lost_reset_frames, self.clock, self.skip_late = self.rule.lost_reset_frames, clock, skip_late
         self.read_timeout, self.heartbeat_s, self.max_source_errors = read_timeout, heartbeat_s, max_source_errors
         self.refine = refine  # test-time refinement after each step (mocap/fitting); None = off
+        self.smoothing = smoothing  # One-Euro smoothing of what is published (mocap/smoothing); None = off
         self.on_frame: Callable[[FrameReport], None] | None = None
         #: After each published pose (diagnostics time, after the send): the background adaptation's feed.
         #: Must return at once; its exceptions are counted as errors["adaptation"], never raised.
@@ -204,6 +207,9 @@ class LiveLoop:
         if outputs is not None and self.refine is not None and result.keypoints is not None:
             outputs = mem.refine(outputs, state_before, result.keypoints, K, self.refine)
             tic = _lap(stages, "refine", tic)
+        if outputs is not None and self.smoothing is not None:
+            outputs = mem.smooth(outputs, now, self.smoothing)
+            tic = _lap(stages, "smooth", tic)
         msg = self._message(frame, result, outputs, lost=x is None)
         msg.camera_motion = self.motion.used
         self.sinks.send(msg)

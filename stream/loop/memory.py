@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal, Mapping, Protocol
 import numpy as np
 
 from mocap.fitting import RefineConfig, TrackState, refine_step
+from mocap.smoothing import OutputSmoother, SmoothingConfig
 from mocap.model.state import OMEGA_DIM, X_KEYPOINTS, frame_interval_feature
 from stream.loop.stats import LoopStats
 
@@ -119,6 +120,8 @@ class Person:
     lost_run: int = 0                       # frames in a row without the person
     last_x: np.ndarray | None = None        # their last input (66,), the box a short loss keeps
     last_step_time: float | None = None     # their previous step's time on the loop's clock
+    smoother: OutputSmoother | None = None  # One-Euro smoothing of what is published (made on first use)
+    last_smoothed_time: float | None = None  # when their last smoothed pose was taken, on the loop's clock
 
     def seen(self, x: np.ndarray) -> None:
         self.lost_run, self.last_x = 0, x
@@ -129,6 +132,15 @@ class Person:
         if rule.drop_after_loss(self.lost_run):
             return "drop"
         return "masked" if self.last_x is not None else "wait"
+
+    def smooth(self, outputs: Arrays, now: float, config: SmoothingConfig) -> Arrays:
+        """Their outputs as published: One-Euro smoothed over the time since their last published pose
+        (`mocap.smoothing`; never fed back into the engine or refinement state)."""
+        if self.smoother is None:
+            self.smoother = OutputSmoother(config)
+        dt = None if self.last_smoothed_time is None else now - self.last_smoothed_time
+        self.last_smoothed_time = now
+        return self.smoother(outputs, dt)
 
     def interval(self, engine: Any, x: np.ndarray, now: float | None, fps: float | None) -> np.ndarray:
         """x with the frame-interval feature since this person's previous step (`interval_input`)."""
@@ -202,6 +214,15 @@ class PersonMemory:
             return None
         self.state = state
         return outputs
+
+    def smooth(self, outputs: Arrays, now: float, config: SmoothingConfig) -> Arrays:
+        """The followed person's outputs as published (`Person.smooth`); errors publish them unsmoothed."""
+        assert self.person is not None  # outputs come from a followed person's step
+        try:
+            return self.person.smooth(outputs, now, config)
+        except Exception as exc:
+            self.stats.fail("smooth", exc)
+            return outputs
 
     def refine(self, outputs: Arrays, state_before: Any, kp2d: np.ndarray, K: np.ndarray,
                config: RefineConfig) -> Arrays:
