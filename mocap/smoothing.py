@@ -17,12 +17,19 @@ from typing import Mapping
 
 import numpy as np
 
+from .fitting.body_numpy import pose
 from .model.state import OUTPUT_SHAPES
+from .skeleton import NUM_JOINTS
 
-#: Outputs smoothed as rotations (..., 3, 3) and as positions (..., 3); every other output passes through
-#: unchanged (betas are already slow, contact probabilities are gates, cam_wp is crop bookkeeping).
+#: Outputs smoothed as rotations (..., 3, 3) and as translations (..., 3). Joint and keypoint positions are not
+#: filtered on their own: they are posed again from the smoothed rotations, shape and translations, so what is
+#: published stays one skeleton (an avatar bridge rebuilding bones from joints and rotations sees them agree).
+#: Everything else passes through (betas are already slow, contact probabilities are gates, cam_wp is crop
+#: bookkeeping).
 ROTATION_OUTPUTS: tuple[str, ...] = ("pose_rotmat", "cam_root_rotmat")
-POSITION_OUTPUTS: tuple[str, ...] = ("cam_trans", "root_trans", "joints", "kp3d_cam")
+POSITION_OUTPUTS: tuple[str, ...] = ("cam_trans", "root_trans")
+POSED_OUTPUTS: tuple[str, ...] = ("joints", "kp3d_cam")
+POSE_INPUTS: tuple[str, ...] = ("pose_rotmat", "cam_root_rotmat", "betas", "cam_trans", "root_trans")
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,32 @@ class OutputSmoother:
             for n, lo, hi in zip(present, bounds[:-1], bounds[1:]):
                 piece = smoothed[..., lo:hi, :, :] if item_ndim == 2 else smoothed[..., lo:hi, :]
                 out[n] = piece.reshape(np.shape(outputs[n])).astype(np.asarray(outputs[n]).dtype, copy=False)
+        wanted = [n for n in POSED_OUTPUTS if n in outputs]
+        if wanted:
+            missing = [n for n in POSE_INPUTS if n not in outputs]
+            if missing:
+                raise ValueError(f"smoothing {wanted} poses them from {list(POSE_INPUTS)}; missing {missing}")
+            posed = _posed_points(out)
+            for n in wanted:
+                out[n] = posed[n].reshape(np.shape(outputs[n])).astype(np.asarray(outputs[n]).dtype, copy=False)
         return out
+
+
+def _posed_points(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """World joints (P, 24, 3) and camera-frame keypoints (P, 21, 3) of each person P in outputs (any leading
+    shape), posed from their rotations, betas and pelvis positions as the network's own outputs are."""
+    world_rot = np.asarray(outputs["pose_rotmat"], np.float64).reshape(-1, NUM_JOINTS, 3, 3)
+    cam_root = np.asarray(outputs["cam_root_rotmat"], np.float64).reshape(-1, 3, 3)
+    betas = np.asarray(outputs["betas"], np.float64).reshape(len(world_rot), -1)
+    root_trans = np.asarray(outputs["root_trans"], np.float64).reshape(-1, 1, 3)
+    cam_trans = np.asarray(outputs["cam_trans"], np.float64).reshape(-1, 1, 3)
+    joints, keypoints = [], []
+    for p in range(len(world_rot)):
+        body = pose(world_rot[p], betas[p])                   # pelvis at the origin, world axes
+        cam_from_world = cam_root[p] @ world_rot[p, 0].T      # the camera's view of the world root
+        joints.append(body.joints + root_trans[p])
+        keypoints.append(body.keypoints @ cam_from_world.T + cam_trans[p])
+    return {"joints": np.stack(joints), "kp3d_cam": np.stack(keypoints)}
 
 
 def smooth_sequence(outputs: Mapping[str, np.ndarray], dt: np.ndarray,

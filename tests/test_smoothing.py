@@ -10,16 +10,16 @@ from mocap.smoothing import OutputSmoother, SmoothingConfig, smooth_sequence
 
 
 def _clip(fps: float, seconds: float, rng: np.random.Generator, noise: float, speed_rad_s: float = 0.0) -> dict:
-    """pose_rotmat (T, 24, 3, 3) turning about x at speed_rad_s plus per-frame noise; joints (T, 24, 3) moving
+    """pose_rotmat (T, 24, 3, 3) turning about x at speed_rad_s plus per-frame noise; root_trans (T, 3) moving
     at 1 m/s * (speed_rad_s > 0) plus noise."""
     t = np.arange(int(fps * seconds)) / fps
     aa = np.zeros((len(t), 24, 3))
     aa[..., 0] = speed_rad_s * t[:, None]
     aa += rng.normal(scale=noise, size=aa.shape)
-    joints = np.zeros((len(t), 24, 3))
-    joints[..., 0] = (1.0 if speed_rad_s else 0.0) * t[:, None]
-    joints += rng.normal(scale=noise, size=joints.shape)
-    return {"pose_rotmat": axis_angle_to_matrix(aa).astype(np.float32), "joints": joints.astype(np.float32),
+    trans = np.zeros((len(t), 3))
+    trans[:, 0] = (1.0 if speed_rad_s else 0.0) * t
+    trans += rng.normal(scale=noise, size=trans.shape)
+    return {"pose_rotmat": axis_angle_to_matrix(aa).astype(np.float32), "root_trans": trans.astype(np.float32),
             "betas": rng.normal(size=(len(t), 10)).astype(np.float32), "t": t}
 
 
@@ -31,10 +31,10 @@ def _second_difference_rms(x: np.ndarray) -> float:
 def test_jitter_at_rest_falls_by_two_fifths(fps: float) -> None:
     """3 mm / 0.003 rad of per-frame noise, about the network's own jitter at rest."""
     clip = _clip(fps, 4.0, np.random.default_rng(0), noise=0.003)
-    outputs = {k: clip[k] for k in ("pose_rotmat", "joints")}
+    outputs = {k: clip[k] for k in ("pose_rotmat", "root_trans")}
     dt = np.full(len(clip["t"]), 1 / fps)
     smooth = smooth_sequence(outputs, dt)
-    assert _second_difference_rms(smooth["joints"]) < 0.6 * _second_difference_rms(clip["joints"])
+    assert _second_difference_rms(smooth["root_trans"]) < 0.6 * _second_difference_rms(clip["root_trans"])
     assert _second_difference_rms(smooth["pose_rotmat"]) < 0.6 * _second_difference_rms(clip["pose_rotmat"])
 
 
@@ -67,10 +67,10 @@ def test_cutoffs_are_in_hertz_not_frames() -> None:
     """The same step of a point is followed at the same speed in seconds at 30 and at 60 fps."""
     def settle_time(fps: float) -> float:
         smoother = OutputSmoother(SmoothingConfig(position_beta=0.0))
-        smoother({"joints": np.zeros((24, 3))}, None)
+        smoother({"cam_trans": np.zeros(3)}, None)
         for k in range(1, 200):
-            y = smoother({"joints": np.ones((24, 3))}, 1 / fps)["joints"]
-            if y[0, 0] > 0.9:
+            y = smoother({"cam_trans": np.ones(3)}, 1 / fps)["cam_trans"]
+            if y[0] > 0.9:
                 return k / fps
         raise AssertionError("never settled")
     assert settle_time(30.0) == pytest.approx(settle_time(60.0), abs=2 / 60)
@@ -92,3 +92,41 @@ def test_invalid_config_is_refused() -> None:
         SmoothingConfig(min_cutoff_hz=0.0)
     with pytest.raises(ValueError, match="betas"):
         SmoothingConfig(rotation_beta=-1.0)
+
+
+def _person(rng: np.random.Generator, noise: float) -> dict[str, np.ndarray]:
+    """One person's step outputs (batch 1) whose joints and keypoints are posed from its rotations, as the
+    network's are."""
+    from mocap.fitting.body_numpy import pose
+
+    world = axis_angle_to_matrix(rng.normal(scale=noise, size=(24, 3)) + np.r_[0.0, 0.5, 0.0])
+    cam_root = axis_angle_to_matrix(np.r_[3.0, 0.1, 0.0] + rng.normal(scale=noise, size=3))
+    betas, root, cam = rng.normal(scale=0.5, size=10), rng.normal(size=3), np.r_[0.0, 0.0, 3.0]
+    body = pose(world, betas)
+    out = {"pose_rotmat": world, "cam_root_rotmat": cam_root, "betas": betas, "root_trans": root, "cam_trans": cam,
+           "joints": body.joints + root, "kp3d_cam": body.keypoints @ (cam_root @ world[0].T).T + cam,
+           "contact": rng.uniform(size=4)}
+    return {k: v[None].astype(np.float32) for k, v in out.items()}
+
+
+def test_published_joints_and_keypoints_are_posed_from_the_smoothed_rotations() -> None:
+    """Joints and keypoints are not filtered on their own: they stay the skeleton the smoothed rotations pose
+    (first frame: the network's own, to float32 rounding)."""
+    from mocap.fitting.body_numpy import pose
+
+    rng, smoother = np.random.default_rng(3), OutputSmoother()
+    for t in range(20):
+        raw = _person(rng, noise=0.05)
+        out = smoother(raw, None if t == 0 else 1 / 30)
+        if t == 0:
+            for k in raw:
+                np.testing.assert_allclose(out[k], raw[k], atol=2e-5)
+        body = pose(out["pose_rotmat"][0].astype(np.float64), out["betas"][0].astype(np.float64))
+        np.testing.assert_allclose(out["joints"][0], body.joints + out["root_trans"][0], atol=2e-5)
+        np.testing.assert_array_equal(out["contact"], raw["contact"])
+    assert np.abs(out["joints"] - raw["joints"]).max() > 1e-3   # it did smooth
+
+
+def test_posed_outputs_without_their_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="missing"):
+        OutputSmoother()({"joints": np.zeros((24, 3)), "pose_rotmat": np.tile(np.eye(3), (24, 1, 1))}, None)
