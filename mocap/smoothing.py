@@ -1,4 +1,5 @@
-"""Causal One-Euro smoothing of a track's published motion: rotations and positions, cutoffs in hertz.
+"""Causal One-Euro smoothing, cutoffs in hertz: `OneEuroFilter` for vectors (the trackers' boxes, the detector's
+landmarks) and `OutputSmoother` for a track's published motion (rotations and translations).
 
 Why: the network steps once per frame and leaves about the same noise in every step whatever the frame rate, so
 at 60 fps its output shakes about twice as hard per second as at 30 (eval accel, per 30-fps frame: 15.6 against
@@ -50,9 +51,44 @@ class SmoothingConfig:
             raise ValueError("SmoothingConfig betas must be >= 0")
 
 
-def _alpha(cutoff_hz: np.ndarray | float, dt: float) -> np.ndarray:
-    """Blend factor of a first-order low-pass with this cutoff over a step of dt seconds."""
-    return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * np.asarray(cutoff_hz) * dt))
+def one_euro_alpha(cutoff_hz: np.ndarray | float, dt: float) -> np.ndarray | float:
+    """Blend factor of a first-order low-pass with this cutoff (Hz) over a step of dt seconds: the One-Euro step."""
+    tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff_hz))
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuroFilter:
+    """Causal One-Euro low-pass filter on a vector, per component (the trackers' boxes, the detector's
+    landmarks): smooth when slow, responsive when fast.
+
+    min_cutoff (Hz): cutoff at rest; beta: cutoff gain per unit of speed (speed measured in `speed_scale` units
+    per second, so a box filter can measure speed in box sizes); d_cutoff (Hz): cutoff of the speed estimate.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 1.5, d_cutoff: float = 1.0) -> None:
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError("need min_cutoff > 0, d_cutoff > 0, beta >= 0")
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+        self._t: float | None = None
+
+    def __call__(self, x: np.ndarray, t: float, speed_scale: float = 1.0) -> np.ndarray:
+        """x (D,) sample at time t (seconds, increasing) -> filtered (D,)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self._x is None or self._t is None or self._dx is None:
+            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        dt = max(t - self._t, 1e-6)
+        dx = (x - self._x) / dt
+        self._dx = self._dx + one_euro_alpha(self.d_cutoff, dt) * (dx - self._dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self._dx) * speed_scale
+        self._x = self._x + one_euro_alpha(cutoff, dt) * (x - self._x)
+        self._t = t
+        return self._x.copy()
 
 
 def _orthonormalize(m: np.ndarray) -> np.ndarray:
@@ -82,9 +118,9 @@ class _Channel:
         delta = x - self.value
         axes = (-2, -1) if self.rotation else (-1,)
         raw_speed = np.sqrt((delta * delta).sum(axis=axes)) * ((0.5 ** 0.5 if self.rotation else 1.0) / dt)
-        self.speed = self.speed + _alpha(cfg.speed_cutoff_hz, dt) * (raw_speed - self.speed)
+        self.speed = self.speed + one_euro_alpha(cfg.speed_cutoff_hz, dt) * (raw_speed - self.speed)
         # 2. a cutoff that opens with speed, then one low-pass step (back onto the rotation group for rotations)
-        a = _alpha(cfg.min_cutoff_hz + self.beta * self.speed, dt)
+        a = np.asarray(one_euro_alpha(cfg.min_cutoff_hz + self.beta * self.speed, dt))
         out = self.value + (a[..., None, None] if self.rotation else a[..., None]) * delta
         self.value = _orthonormalize(out) if self.rotation else out
         return self.value

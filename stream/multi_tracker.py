@@ -30,7 +30,8 @@ from scipy.optimize import linear_sum_assignment
 from mocap.camera import CONF_THRESHOLD
 from mocap.skeleton import KEYPOINT_FLIP, NUM_KEYPOINTS
 from stream.detector.base import Detection
-from stream.tracker import OneEuroFilter, TrackResult, TrackStatus, person_candidates
+from mocap.smoothing import OneEuroFilter
+from stream.tracker import TrackResult, TrackStatus, person_candidates
 
 #: Left/right keypoint pairs per body part whose labelling is checked on its own.
 SWAP_PARTS: dict[str, tuple[tuple[int, int], ...]] = {

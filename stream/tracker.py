@@ -9,54 +9,16 @@ is smoothed with a One-Euro filter: it uses past samples only, so it adds no loo
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 
 from mocap.camera import CONF_THRESHOLD, bbox_from_keypoints
+from mocap.smoothing import OneEuroFilter
 from stream.detector.base import Detection
 
 TrackStatus = Literal["init", "tracking", "lost"]
-
-
-class OneEuroFilter:
-    """Causal One-Euro low-pass filter (Casiez et al. 2012) on a vector: smooth when slow, responsive when fast.
-
-    min_cutoff (Hz): cutoff at rest; beta: cutoff gain per unit of speed (speed measured in `speed_scale` units
-    per second, so a box filter can measure speed in box sizes); d_cutoff (Hz): cutoff of the speed estimate.
-    """
-
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 1.5, d_cutoff: float = 1.0) -> None:
-        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
-            raise ValueError("need min_cutoff > 0, d_cutoff > 0, beta >= 0")
-        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.reset()
-
-    def reset(self) -> None:
-        self._x: np.ndarray | None = None
-        self._dx: np.ndarray | None = None
-        self._t: float | None = None
-
-    @staticmethod
-    def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
-        tau = 1.0 / (2.0 * math.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
-
-    def __call__(self, x: np.ndarray, t: float, speed_scale: float = 1.0) -> np.ndarray:
-        """x (D,) sample at time t (seconds, increasing) -> filtered (D,)."""
-        x = np.asarray(x, dtype=np.float64)
-        if self._x is None or self._t is None or self._dx is None:
-            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
-            return x.copy()
-        dt = max(t - self._t, 1e-6)
-        dx = (x - self._x) / dt
-        self._dx = self._dx + self._alpha(self.d_cutoff, dt) * (dx - self._dx)
-        cutoff = self.min_cutoff + self.beta * np.abs(self._dx) * speed_scale
-        self._x = self._x + self._alpha(cutoff, dt) * (x - self._x)
-        self._t = t
-        return self._x.copy()
 
 
 @dataclass

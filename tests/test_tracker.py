@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from stream.detector import Detection
-from stream.tracker import OneEuroFilter, Tracker, mask_keypoints
+from mocap.smoothing import OneEuroFilter
+from stream.tracker import Tracker, mask_keypoints
 
 SIZE = (640, 480)
 # A standing person's 21 keypoints in a unit box (x, y in [0, 1], y down): head, arms, hips, legs, feet.

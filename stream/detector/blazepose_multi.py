@@ -45,7 +45,7 @@ from stream.detector.blazepose_multi_ops import (
 from stream.detector.mediapipe_pose import BLAZEPOSE_TO_KEYPOINTS
 from stream.detector.tflite_prune import prune_outputs
 from stream.stage_clock import StageClock
-from stream.tracker import OneEuroFilter
+from mocap.smoothing import OneEuroFilter
 
 DETECTOR_MODEL = "modules/pose_detection/pose_detection.tflite"
 LANDMARK_MODEL = "modules/pose_landmark/pose_landmark_full.tflite"
