@@ -38,8 +38,8 @@ class SmoothingConfig:
     """One-Euro parameters (chosen on the validation split: docs in BENCHMARKS.md, "Output smoothing")."""
 
     min_cutoff_hz: float = 4.0     # cutoff of a joint at rest: lower is smoother and lags slow motion more
-    rotation_beta: float = 4.0     # Hz added per rad/s of joint speed: fast motion opens the filter, so little lag
-    position_beta: float = 20.0    # Hz added per m/s of point speed, the same for translations
+    rotation_beta: float = 8.0     # Hz added per rad/s of joint speed: fast motion opens the filter, so little lag
+    position_beta: float = 40.0    # Hz added per m/s of pelvis speed, the same for translations
     speed_cutoff_hz: float = 1.0   # the speed estimate's own low-pass (the One-Euro derivative filter)
     max_gap_s: float = 0.5         # a longer gap between frames restarts the filter (no sliding from a stale pose)
 

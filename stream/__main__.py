@@ -111,9 +111,11 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                         "per person-frame on a quiet 2-core CPU; timed as the 'refine' stage): reprojection error "
                         "3.1 -> 2.2 %% and 3.1 -> 2.1 %% on the shared videos (default: on, see BENCHMARKS.md)")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
-                   help="One-Euro smoothing of each person's published pose, cutoffs in hertz (4 Hz at rest, opening "
-                        "with speed; ~0.1 ms per person-frame): accel error -22 %% at 30 fps and -34 %% at 60 fps "
-                        "for +0.7 %% MPJPE on the validation split (default: on, see BENCHMARKS.md)")
+                   help="One-Euro smoothing of each person's published pose, cutoffs in hertz (opening with speed; "
+                        "~0.2 ms per person-frame): accel error -19 %% at 30 fps and -28 %% on the shifted protocol "
+                        "for +0.4 %% MPJPE, real-video jitter -13 to -17 %% (default: on, see BENCHMARKS.md)")
+    p.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ",
+                   help="the smoothing's cutoff at rest: lower is smoother and lags slow motion more (default: 4)")
     p.add_argument("--adapt", action="store_true",
                    help="adapt the model to this camera and person in the background (self-supervised, gated, "
                         "rolled back on regression; needs torch); weights persist per --adapt-profile")
@@ -317,6 +319,17 @@ def _adapt_line(a: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def _smoothing(args: argparse.Namespace) -> Any:
+    """The output smoothing the flags ask for (None: off)."""
+    from mocap.smoothing import SmoothingConfig
+
+    if not args.smooth:
+        return None
+    if args.smooth_min_cutoff is None:
+        return SmoothingConfig()
+    return SmoothingConfig(min_cutoff_hz=args.smooth_min_cutoff)
+
+
 def _single_thread_torch(engine: Any) -> None:
     """Batch-1 steps are hundreds of tiny ops: torch's intra-op threads only contend (measured 3.6 ms with one
     thread vs 86 ms with two on a busy 2-core machine), so the torch backend runs single-threaded here."""
@@ -340,6 +353,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--lost-reset-frames must be >= 1, got {args.lost_reset_frames}")
     if args.max_people < 1:
         raise UsageError(f"--max-people must be >= 1, got {args.max_people}")
+    if args.smooth_min_cutoff is not None and not args.smooth_min_cutoff > 0:
+        raise UsageError(f"--smooth-min-cutoff must be > 0 Hz, got {args.smooth_min_cutoff}")
     if args.wait_subscribers < 0:
         raise UsageError(f"--wait-subscribers must be >= 0, got {args.wait_subscribers}")
     check_source_spec(args.source)
@@ -456,14 +471,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             clock = "media"  # a recorded log is timed from the start of the video, not by this host's clock
         # The tracker gives up the id on the same frame the loop drops the model memory.
         from mocap.fitting import RefineConfig
-        from mocap.smoothing import SmoothingConfig
 
         pipelined = bool(multi and args.pipelined)
         common = dict(lost_reset_frames=args.lost_reset_frames, preview=preview, clock=clock,
                       recorder=FanOut(recorder, vmc) if vmc is not None else recorder,
                       skip_late=args.realtime and kind in ("video", "folder", "synthetic") and not pipelined,
                       refine=RefineConfig() if args.refine else None,
-                      smoothing=SmoothingConfig() if args.smooth else None)
+                      smoothing=_smoothing(args))
         if multi:
             from stream.multi_tracker import MultiTracker
             from stream.pipeline_loop import MultiPersonLoop

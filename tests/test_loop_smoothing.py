@@ -66,3 +66,14 @@ def test_smoothing_lowers_jitter_and_leaves_the_network_steps_alone() -> None:
             np.testing.assert_allclose(a[k], b[k], atol=1e-6)
     np.testing.assert_allclose(smooth[0].joints, plain[0].joints, atol=1e-6)
     assert all(np.isfinite(m.pose_aa).all() and np.isfinite(m.root_trans).all() for m in smooth)
+
+
+def test_run_live_smoothing_flags() -> None:
+    """--no-smooth turns it off, --smooth-min-cutoff sets the cutoff at rest, a cutoff <= 0 is a usage error."""
+    from stream.__main__ import _smoothing, build_parser, main
+
+    parse = build_parser().parse_args
+    assert _smoothing(parse(["--no-smooth"])) is None
+    assert _smoothing(parse([])) == SmoothingConfig()
+    assert _smoothing(parse(["--smooth-min-cutoff", "2.5"])).min_cutoff_hz == 2.5
+    assert main(["--source", "synthetic", "--max-frames", "3", "--smooth-min-cutoff", "0"]) == 2
