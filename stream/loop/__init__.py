@@ -11,7 +11,8 @@ stops reading. Each of these is logged, counted in ``stats()`` and turned into a
 - `pacing`: the loop's clock (capture / media), skipping late frames, heartbeats, source retries and back-off;
 - `inputs`: frame size and intrinsics, detections, the tracked person's network input;
 - `motion`: the camera's omega and what measured it;
-- `memory`: model memory follows the person (`ResetRule`: the reset rule, for both loops; `PersonMemory`);
+- `memory`: model memory follows the person (`ResetRule`: the reset rule, for both loops; `PersonMemory`), its
+  refinement and the One-Euro smoothing of what is published (`mocap.smoothing`, never fed back);
 - `messages`: engine outputs -> pose / status messages;
 - `sinks`: publisher, recording, VMC, preview behind one `Sink` interface;
 - `reports`: `FrameReport` (``on_frame``), the reprojection figure, `ModelStep` (``on_model_step``);
