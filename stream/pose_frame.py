@@ -32,19 +32,7 @@ def person_outputs(outputs: Mapping[str, np.ndarray], index: int = 0) -> dict[st
     Raises ValueError naming the first missing, misshapen or non-finite output: a NaN pose must never be
     published as if it were a measurement.
     """
-    person: dict[str, np.ndarray] = {}
-    for name, shape in REQUIRED_OUTPUTS.items():
-        if name not in outputs:
-            raise ValueError(f"engine output {name!r} missing (got {sorted(outputs)})")
-        batch = np.asarray(outputs[name])
-        if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape or not 0 <= index < batch.shape[0]:
-            raise ValueError(f"engine output {name!r}: expected (B, {', '.join(map(str, shape))}) with B > {index}, "
-                             f"got {batch.shape}")
-        value = batch[index].astype(np.float64)
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"engine output {name!r} has non-finite values")
-        person[name] = value
-    return person
+    return {name: row.astype(np.float64) for name, row in _person_rows(outputs, index).items()}
 
 
 def pose_message(
