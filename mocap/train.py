@@ -58,6 +58,7 @@ class TrainConfig:
     augment: bool = True            # widen the motion prior (mirror, recombine, perturb, procedural poses)
     timing: bool = True             # random fps / drops / speed warps (False: 30 fps, speed 0.8-1.25 as before)
     fps_choices: tuple[float, ...] = TRAIN_TIMING.fps_choices  # drawn uniformly per window: repeat a rate to weight it
+    loss_weights: dict = dataclasses.field(default_factory=dict)  # overrides of losses.LOSS_WEIGHTS, by term name
     model: dict = dataclasses.field(default_factory=dict)
 
 
@@ -225,6 +226,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
     gen = SyntheticGenerator(SynthConfig(augment=Augment() if cfg.augment else None))
     val_gen = SyntheticGenerator(SynthConfig())
     timing = dataclasses.replace(TRAIN_TIMING, fps_choices=tuple(cfg.fps_choices)) if cfg.timing else None
+    weights = {**LOSS_WEIGHTS, **cfg.loss_weights}
     last, last_opt = out_dir / "last.safetensors", out_dir / "last.optim.safetensors"
     start = 0
     if last.is_file() and last_opt.is_file():
@@ -257,7 +259,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
         if amp != "off":
             out = {k: v.float() for k, v in out.items()}
         terms = compute_losses(out, batch)
-        loss = total_loss(terms, LOSS_WEIGHTS)
+        loss = total_loss(terms, weights)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             skipped += 1  # never let one degenerate batch poison the weights
@@ -294,6 +296,23 @@ def train(cfg: TrainConfig, data: Path | list[Path], out_dir: Path, kind: str = 
     return final
 
 
+def parse_loss_weights(items: list[str]) -> dict[str, float]:
+    """['smooth=12', ...] -> {'smooth': 12.0}; an unknown term or a negative / non-numeric weight raises ValueError."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in LOSS_WEIGHTS:
+            raise ValueError(f"{item!r}: expected TERM=W with TERM one of {', '.join(LOSS_WEIGHTS)}")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not weight >= 0:
+            raise ValueError(f"{item!r}: the weight must be a number >= 0")
+        out[name] = weight
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m mocap.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
@@ -314,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="batch seed (iteration i of seed s always sees the same batch): a new one for a continuation run")
     p.add_argument("--fps-choices", default=None,
                    help="comma-separated frame rates drawn per training window, e.g. 24,25,30,50,60,60")
+    p.add_argument("--loss-weight", action="append", default=[], metavar="TERM=W",
+                   help=f"override one loss weight (repeatable), e.g. smooth=12; terms: {', '.join(LOSS_WEIGHTS)}")
     args = p.parse_args(argv)
     try:  # once, up front: a bad request is one sentence and exit code 2, before any data is loaded
         device = resolve_device(args.device)
@@ -339,6 +360,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: --fps-choices {args.fps_choices!r}: give positive frame rates, e.g. 24,30,60", file=sys.stderr)
             sys.exit(2)
         cfg = dataclasses.replace(cfg, fps_choices=fps_choices)
+    if args.loss_weight:
+        try:
+            cfg = dataclasses.replace(cfg, loss_weights={**cfg.loss_weights, **parse_loss_weights(args.loss_weight)})
+        except ValueError as exc:
+            print(f"error: --loss-weight: {exc}", file=sys.stderr)
+            sys.exit(2)
     out = args.out or Path("runs") / f"{args.config}-{args.kind}"
     print(f"training on {device}" + (f" with {args.amp} autocast" if args.amp != "off" else ""), file=sys.stderr)
     path = train(cfg, args.data, out, args.kind, args.minutes if args.minutes is not None else cfg.minutes, args.init,

@@ -3,6 +3,8 @@ live regression, profile round trip, and --adapt in the live loop without blocki
 Tiny untrained models and short buffers: a few seconds each on 2 cores."""
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from mocap.losses import _project_bbox_units  # noqa: E402
 from mocap.model import CausalMocap, ModelConfig  # noqa: E402
 from stream.adaptation.buffer import StepRing, runs, windows  # noqa: E402
 from stream.adaptation.profile import ProfileError, ProfileStore  # noqa: E402
-from stream.adaptation.runner import RunnerSpec  # noqa: E402
+from stream.adaptation.runner import RunnerSpec, lower_priority  # noqa: E402
 from stream.adaptation.setup import AdaptSetupError, build_worker  # noqa: E402
 from stream.adaptation.worker import AdaptationWorker  # noqa: E402
 from stream.loop import ModelStep  # noqa: E402
@@ -304,3 +306,24 @@ def test_adapt_in_the_live_loop_runs_and_never_blocks_the_frame_path(tiny: Causa
     # a single slow call is the scheduler on a loaded machine).
     assert len(hook_s) >= 100 and float(np.median(hook_s)) < 1e-3 and max(hook_s) < min(worker.cycle_s) / 2
     assert all(label.startswith(f"{engine.model_id}@g") for label in labels)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_a_process_worker_runs_in_the_idle_class_and_a_thread_worker_only_niced() -> None:
+    """The child process leaves the engine's core alone; a thread never goes idle-class (GIL inversion)."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    def probe(name: str, idle: bool) -> None:
+        lower_priority(5, idle_class=idle)
+        tid = threading.get_native_id()
+        seen[name] = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, tid))
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for name, idle in (("idle", True), ("niced", False)):
+        th = threading.Thread(target=probe, args=(name, idle))
+        th.start()
+        th.join()
+    assert seen["idle"][0] == os.SCHED_IDLE and seen["niced"][0] == os.SCHED_OTHER
+    assert seen["niced"][1] == min(19, base + 5)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is untouched
+    assert RunnerSpec("default").idle_class

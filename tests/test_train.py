@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mocap.train import DeviceError, _check_amp, _to_device, main, resolve_device
+from mocap.losses import LOSS_WEIGHTS
+from mocap.train import DeviceError, _check_amp, _to_device, main, parse_loss_weights, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,26 @@ def test_tiny_config_trains_on_cpu(cache: Path, tmp_path: Path, capsys) -> None:
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["it"] for r in records] == [0, 1, 2] and all(np.isfinite(r["loss"]) for r in records)
     assert "val_pa_mpjpe_mm" in records[-1]
+
+
+def test_loss_weight_overrides_are_what_the_logged_loss_adds_up_to(cache: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    main(["--config", "tiny", "--device", "cpu", "--iters", "2", "--data", str(cache), "--out", str(out),
+          "--loss-weight", "smooth=12", "--loss-weight", "reproj=0"])
+    capsys.readouterr()
+    weights = {**LOSS_WEIGHTS, "smooth": 12.0, "reproj": 0.0}
+    assert json.loads((out / "model.json").read_text())["train_config"]["loss_weights"] == {"smooth": 12.0, "reproj": 0.0}
+    for record in (json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()):
+        assert record["loss"] == pytest.approx(sum(w * record[k] for k, w in weights.items()), rel=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["smooth", "smoth=3", "smooth=-1", "smooth=x", "smooth=nan"])
+def test_bad_loss_weights_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="smooth|TERM"):
+        parse_loss_weights([bad])
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", "tiny", "--loss-weight", bad])
+    assert exc.value.code == 2
 
 
 def test_unavailable_cuda_is_one_sentence_and_exit_code_2(cache: Path, tmp_path: Path) -> None:

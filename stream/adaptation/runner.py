@@ -31,6 +31,8 @@ class RunnerSpec:
     export_onnx: bool = False          # also return the candidate as ONNX bytes (onnxruntime / TensorRT engines)
     model_id: str = "adapted"          # written into exported ONNX metadata (the published label keeps it)
     nice: int = 10                     # added niceness of the worker (thread or process)
+    idle_class: bool = True            # process mode, Linux: SCHED_IDLE, a core only when the live loop leaves it
+                                       # (never a thread: starved while holding the GIL, it would stall the loop)
     rest: float = 0.0                  # seconds of sleep per second of optimizer step (2 = a 1/3 duty cycle)
     seed: int = 0
 
@@ -52,16 +54,24 @@ def weights_from_bytes(data: bytes) -> dict[str, torch.Tensor]:
     return dict(load_bytes(data))
 
 
-def lower_priority(nice: int) -> None:
-    """Raise this thread's niceness (Linux: per thread; elsewhere the process') and use one torch thread."""
+def lower_priority(nice: int, idle_class: bool = False) -> None:
+    """Lower the calling thread's priority and use one torch thread (Linux: per thread; elsewhere the process').
+
+    nice: added niceness. idle_class: also move it to SCHED_IDLE, where it runs only on a core no normal thread
+    wants; a niced thread still takes a share of a busy core, and a woken engine step waits for that share.
+    Threads and processes started afterwards inherit both."""
     torch.set_num_threads(1)
-    if nice <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: run at normal priority
-        log.debug("could not lower the adaptation worker's priority: %s", exc)
+    tid = threading.get_native_id()
+    if nice > 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        except (AttributeError, OSError) as exc:  # not Linux, or not permitted: run at normal priority
+            log.debug("could not lower the adaptation worker's priority: %s", exc)
+    if idle_class and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0 = the calling thread
+        except OSError as exc:
+            log.debug("could not put the adaptation worker in the idle scheduling class: %s", exc)
 
 
 class CycleRunner:
@@ -105,11 +115,7 @@ _RUNNER: CycleRunner | None = None
 
 def init_process(spec: RunnerSpec) -> None:
     global _RUNNER
-    torch.set_num_threads(1)
-    try:
-        os.nice(max(0, spec.nice))  # the whole child process: the live loop's process keeps its priority
-    except OSError as exc:
-        log.debug("could not lower the adaptation process' priority: %s", exc)
+    lower_priority(spec.nice, spec.idle_class)  # the child's main thread, before it starts any other
     _RUNNER = CycleRunner(spec)
 
 

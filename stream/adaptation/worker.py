@@ -123,7 +123,8 @@ class AdaptationWorker:
         if self._executor is None:
             if self.mode == "thread":
                 self._executor = cf.ThreadPoolExecutor(1, thread_name_prefix="adapt-worker",
-                                                       initializer=lower_priority, initargs=(self.spec.nice,))
+                                                       initializer=lower_priority,
+                                                       initargs=(self.spec.nice, False))
             else:
                 self._executor = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                         initializer=init_process, initargs=(self.spec,))
