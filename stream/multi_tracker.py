@@ -1,4 +1,4 @@
-"""Follow every person in view: stable ids, re-identification after short gaps, left/right swap correction.
+"""Follow every person in view: stable ids, re-identification after gaps, left/right swap correction.
 
 Why: each person has their own recurrent model state, so an id must stay on one body through crossings,
 short occlusions and detector dropouts, and a new id (a fresh state) is given only to someone new. Cues are
@@ -6,7 +6,15 @@ appearance-free and cheap: each track predicts its box (constant velocity, dampe
 and its keypoints; detections are assigned by Hungarian matching on a cost of predicted-centre distance (in
 box sizes), size change and keypoint-shape distance (orientation-free, so a side swap is still the same
 person); the gates widen with each lost frame. A new track must be seen `min_hits` frames in a row before it
-gets an id ("init"), so one-frame ghosts never reach the model. `max_lost` frames unseen drop it.
+gets an id ("init"), so one-frame ghosts never reach the model. `max_lost` frames unseen drop it (`ended`).
+
+Re-identification after a long dropout: a detector can miss someone for a second or more (a backflip, a long
+occlusion), longer than `max_lost` may hold a track whose predicted box drifts away. A dropped confirmed track
+stays *dormant* for `reid_seconds` (on the `t` clock, so at any fps); when a new track is confirmed, it takes
+the id of the dormant track it matches best (centre distance from the last box, gated wider the longer the
+person was gone, capped; size ratio; the box-normalised keypoint shape), never an id that is live. The revived
+id reports "init" again: its model state was freed when it ended and is a second stale anyway, so the loops
+start a fresh one under the old id. Only someone matching no dormant track gets a new id.
 
 Swap correction: BlazePose can label the left limbs as right (and back) for many frames on side views. Per
 body part (face, shoulders, arms, hips, legs) the tracker keeps the labelling most consistent with the part's own recent
@@ -31,7 +39,7 @@ from mocap.camera import CONF_THRESHOLD
 from mocap.skeleton import KEYPOINT_FLIP, NUM_KEYPOINTS
 from stream.detector.base import Detection
 from mocap.smoothing import OneEuroFilter
-from stream.tracker import TrackResult, TrackStatus, person_candidates
+from stream.tracker import TrackResult, person_candidates
 
 #: Left/right keypoint pairs per body part whose labelling is checked on its own.
 SWAP_PARTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -63,7 +71,7 @@ class _Track:
     track_id: int | None           # None while tentative
     box: np.ndarray                # (3,) last seen raw box [cx, cy, size]
     keypoints: np.ndarray          # (21, 3) last output (swap-corrected) keypoints
-    t: float
+    t: float                       # last seen
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))   # box units per second
     kp_velocity: np.ndarray = field(default_factory=lambda: np.zeros((NUM_KEYPOINTS, 2)))
     hits: int = 1
@@ -84,6 +92,24 @@ class _Track:
         kp = self.keypoints.copy()
         kp[:, :2] += self.kp_velocity * dt
         return box, kp
+
+
+@dataclass
+class _Dormant:
+    """A dropped confirmed track that a newly confirmed one may still take the id of."""
+
+    track_id: int
+    box: np.ndarray                # (3,) last seen raw box
+    shape: np.ndarray              # (21, 3) last output keypoints in box units (centre 0, size 1)
+    t_seen: float                  # last seen
+    t_dropped: float
+
+
+def _box_shape(kp: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Keypoints (21, 3) in box units: centre at 0, box size 1 (confidences kept)."""
+    out = kp.copy()
+    out[:, :2] = (kp[:, :2] - box[:2]) / max(float(box[2]), 1.0)
+    return out
 
 
 def shape_distance(kp: np.ndarray, ref: np.ndarray, size: float, conf: float = CONF_THRESHOLD) -> float:
@@ -115,39 +141,49 @@ class MultiTracker:
     gate; w_size / w_shape: cost weights of the log size change and of the keypoint-shape distance.
     swap_margin: a part switches labelling when the other one is closer by this fraction and by at least
     `swap_min_px` / box size (hysteresis against jitter); swap_window: frames of the majority vote that
-    returns a part to the detector's labelling (0 = never). conf_threshold / min_keypoints / bbox_scale and the
-    One-Euro box filter (min_cutoff, beta, d_cutoff) are as in `stream.tracker.Tracker`; fps: clock when
-    `update` gets no t.
+    returns a part to the detector's labelling (0 = never). reid_seconds: how long (on the `t` clock) a dropped
+    confirmed track stays dormant so that a newly confirmed track near it takes its id again (0 = never);
+    its centre gate is max_center_dist + reid_speed box sizes per second gone, at most reid_max_dist;
+    reid_max_shape: gate on the box-normalised keypoint-shape distance (the size gate is max_size_ratio).
+    conf_threshold / min_keypoints / bbox_scale and the One-Euro box filter (min_cutoff, beta, d_cutoff) are as
+    in `stream.tracker.Tracker`; fps: clock when `update` gets no t.
     """
 
     def __init__(self, *, max_people: int = 4, min_hits: int = 3, max_lost: int = 15,
                  max_center_dist: float = 0.6, gate_growth: float = 0.15, max_size_ratio: float = 1.8,
                  w_size: float = 0.5, w_shape: float = 1.0, slot_bonus: float = 0.05, swap: bool = True,
                  swap_margin: float = 0.35, swap_min_px: float = 0.015, swap_window: int = 90,
-                 conf_threshold: float = CONF_THRESHOLD,
+                 reid_seconds: float = 2.0, reid_speed: float = 2.0, reid_max_dist: float = 3.0,
+                 reid_max_shape: float = 0.5, conf_threshold: float = CONF_THRESHOLD,
                  min_keypoints: int = 6, bbox_scale: float = 1.2, min_cutoff: float = 1.0, beta: float = 1.5,
                  d_cutoff: float = 1.0, fps: float = 30.0) -> None:
         if max_people < 1 or min_hits < 1 or max_lost < 0 or min_keypoints < 2 or fps <= 0:
             raise ValueError("need max_people >= 1, min_hits >= 1, max_lost >= 0, min_keypoints >= 2, fps > 0")
         if max_center_dist <= 0 or max_size_ratio <= 1:
             raise ValueError("need max_center_dist > 0 and max_size_ratio > 1")
+        if reid_seconds < 0 or reid_speed < 0 or reid_max_dist <= 0 or reid_max_shape <= 0:
+            raise ValueError("need reid_seconds >= 0, reid_speed >= 0, reid_max_dist > 0, reid_max_shape > 0")
         self.max_people, self.min_hits, self.max_lost = max_people, min_hits, max_lost
         self.max_center_dist, self.gate_growth, self.max_size_ratio = max_center_dist, gate_growth, max_size_ratio
         self.w_size, self.w_shape, self.slot_bonus = w_size, w_shape, slot_bonus
         self.swap, self.swap_margin, self.swap_min_px, self.swap_window = swap, swap_margin, swap_min_px, swap_window
         self.conf_threshold, self.min_keypoints = conf_threshold, min_keypoints
         self.bbox_scale, self.fps = bbox_scale, fps
+        self.reid_seconds, self.reid_speed, self.reid_max_dist = reid_seconds, reid_speed, reid_max_dist
+        self.reid_max_shape = reid_max_shape
         self._filter_args = (min_cutoff, beta, d_cutoff)
         self._next_id = 0
         self._frame = 0
         self.tracks: list[_Track] = []
+        #: dropped confirmed tracks whose id a newly confirmed track may take again (see the module doc)
+        self.dormant: list[_Dormant] = []
         #: ids dropped by the last `update` (their per-person state can be freed)
         self.ended: list[int] = []
 
     def reset(self) -> None:
-        """Forget every track (ids keep increasing: an old id is never reused)."""
+        """Forget every track, dormant ones too (ids keep increasing: an old id is never reused)."""
         self.ended = [t.track_id for t in self.tracks if t.track_id is not None]
-        self.tracks = []
+        self.tracks, self.dormant = [], []
 
     # ------------------------------------------------------------------ one frame
     def update(self, detections: Sequence[Detection], image_size: tuple[int, int], t: float | None = None
@@ -156,26 +192,24 @@ class MultiTracker:
         t = self._frame / self.fps if t is None else float(t)
         self._frame += 1
         self.ended = []
+        self.dormant = [d for d in self.dormant if t - d.t_dropped <= self.reid_seconds]
         cands = self._candidates(detections, image_size)
         pairs, unmatched = self._associate(cands, t)
         results: dict[int, PersonResult] = {}
+        newly: list[tuple[_Track, PersonResult]] = []   # confirmed this frame: ids given at the end, jointly
+        confirmed = self._confirmed()
         for ti, ci in pairs:
             track = self.tracks[ti]
             det, kp, box = cands[ci]
             swapped = self._correct_swaps(track, kp, t) if self.swap else ()
             kp = self._apply_flips(track, kp)
             smoothed = self._observe(track, kp, box, t, getattr(det, "slot", None))
-            status: TrackStatus
-            if track.track_id is None and track.hits >= self.min_hits and self._confirmed() < self.max_people:
-                track.track_id = self._next_id
-                self._next_id += 1
-                status = "init"
-            elif track.track_id is None:
-                continue
-            else:
-                status = "tracking"
-            results[track.track_id] = PersonResult(status, track.track_id, kp, smoothed.copy(), box.copy(),
-                                                   0, det, swapped)
+            if track.track_id is not None:
+                results[track.track_id] = PersonResult("tracking", track.track_id, kp, smoothed.copy(), box.copy(),
+                                                       0, det, swapped)
+            elif track.hits >= self.min_hits and confirmed < self.max_people:
+                confirmed += 1
+                newly.append((track, PersonResult("init", -1, kp, smoothed.copy(), box.copy(), 0, det, swapped)))
         matched = {ti for ti, _ in pairs}
         keep: list[_Track] = []
         for ti, track in enumerate(self.tracks):
@@ -184,6 +218,10 @@ class MultiTracker:
                 if track.track_id is None or track.frames_lost > self.max_lost:
                     if track.track_id is not None:
                         self.ended.append(track.track_id)
+                        confirmed -= 1
+                        if self.reid_seconds > 0:
+                            self.dormant.append(_Dormant(track.track_id, track.box.copy(),
+                                                         _box_shape(track.keypoints, track.box), track.t, t))
                     continue
                 held = None if track.smoothed is None else track.smoothed.copy()
                 results[track.track_id] = PersonResult("lost", track.track_id, None, held, None,
@@ -193,17 +231,50 @@ class MultiTracker:
             det, kp, box = cands[ci]
             track, smoothed = self._new_track(kp, box, t, getattr(det, "slot", None))
             keep.append(track)
-            if self.min_hits <= 1 and self._confirmed(keep) < self.max_people:
-                track.track_id = self._next_id
-                self._next_id += 1
-                results[track.track_id] = PersonResult("init", track.track_id, kp, smoothed.copy(),
-                                                       box.copy(), 0, det)
+            if self.min_hits <= 1 and confirmed < self.max_people:
+                confirmed += 1
+                newly.append((track, PersonResult("init", -1, kp, smoothed.copy(), box.copy(), 0, det)))
+        for (track, result), tid in zip(newly, self._give_ids([tr for tr, _ in newly], t, keep)):
+            track.track_id = result.track_id = tid
+            results[tid] = result
         self.tracks = keep
         return [results[k] for k in sorted(results)]
 
     # ------------------------------------------------------------------ pieces
     def _confirmed(self, tracks: list[_Track] | None = None) -> int:
         return sum(tr.track_id is not None for tr in (self.tracks if tracks is None else tracks))
+
+    def _give_ids(self, newly: list[_Track], t: float, tracks: list[_Track]) -> list[int]:
+        """Ids for the tracks confirmed this frame (tracks: every track kept): those of the dormant tracks they
+        match (Hungarian on the cost of `_associate`, under gates that widen with the time gone), else new ones."""
+        live = {tr.track_id for tr in tracks if tr.track_id is not None}
+        dormant = [d for d in self.dormant if d.track_id not in live]
+        ids: list[int | None] = [None] * len(newly)
+        if newly and dormant:
+            cost = np.full((len(newly), len(dormant)), _BIG)
+            for i, track in enumerate(newly):
+                shape = _box_shape(track.keypoints, track.box)
+                for j, d in enumerate(dormant):
+                    gate = min(self.max_center_dist + self.reid_speed * max(t - d.t_seen, 0.0), self.reid_max_dist)
+                    dist = float(np.hypot(*(track.box[:2] - d.box[:2]))) / d.box[2]
+                    ratio = float(track.box[2] / d.box[2])
+                    if dist > gate or not (1.0 / self.max_size_ratio < ratio < self.max_size_ratio):
+                        continue
+                    shape_d = shape_distance(shape, d.shape, 1.0, self.conf_threshold)
+                    if shape_d <= self.reid_max_shape:
+                        cost[i, j] = dist + self.w_size * abs(math.log(ratio)) + self.w_shape * shape_d
+            for r, c in zip(*linear_sum_assignment(cost)):
+                if cost[r, c] < _BIG:
+                    ids[r] = dormant[c].track_id
+            revived = set(ids)
+            self.dormant = [d for d in self.dormant if d.track_id not in revived]
+        out = []
+        for tid in ids:
+            if tid is None:
+                tid = self._next_id
+                self._next_id += 1
+            out.append(tid)
+        return out
 
     def _candidates(self, detections: Sequence[Detection], image_size: tuple[int, int]
                     ) -> list[tuple[Detection, np.ndarray, np.ndarray]]:

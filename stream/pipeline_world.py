@@ -11,7 +11,9 @@ motion; it is averaged over the person's first `align_frames` frames and then he
 alignment would make the trajectory jump). The camera's pose in the reference frame is kept current from any
 aligned person in view, so people who arrive after the first one has left still land in the same frame, and a
 moving camera is followed. The reference person's outputs are unchanged (single-person users see no change);
-relative positions are as good as the depth of each person's `cam_trans`.
+relative positions are as good as the depth of each person's `cam_trans`. When the reference person's state is
+dropped (they left, or their id was re-identified and starts a fresh state in a fresh frame) the reference
+frame stays, held by the camera's last pose in it, and that id is aligned into it like anyone else.
 """
 from __future__ import annotations
 
@@ -64,7 +66,12 @@ class SharedWorld:
         self._align: dict[int, _Alignment] = {}
 
     def drop(self, track: int) -> None:
-        self._align.pop(int(track), None)
+        """Forget `track`'s alignment; its next state (a fresh frame) is aligned again. The reference frame
+        outlives its person: a fresh state of that id must not redefine it under everyone aligned to it."""
+        track = int(track)
+        self._align.pop(track, None)
+        if track == self.reference:
+            self.reference = None
 
     def reset(self) -> None:
         self.reference, self._camera = None, None
@@ -75,8 +82,8 @@ class SharedWorld:
         track = int(track)
         cam = camera_pose(outputs)
         out = dict(outputs)
-        if self.reference is None and cam is not None:
-            self.reference = track
+        if self.reference is None and self._camera is None and cam is not None:
+            self.reference = track  # the first person ever followed (since a reset) defines the frame
         if track == self.reference:
             if cam is not None:
                 self._camera = cam

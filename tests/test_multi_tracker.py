@@ -76,7 +76,7 @@ def test_crossing_with_the_front_person_hiding_the_other() -> None:
 
 
 def test_short_occlusion_keeps_id_long_one_gives_a_new_id() -> None:
-    tracker = MultiTracker(max_lost=10)
+    tracker = MultiTracker(max_lost=10, reid_seconds=0.0)  # max_lost alone (re-identification: tests/test_reid.py)
     frames = [[person(400 + 5 * i, 360, 300)] for i in range(10)] + [[] for _ in range(8)] \
         + [[person(400 + 5 * i, 360, 300)] for i in range(18, 30)]
     out = run(tracker, frames)
