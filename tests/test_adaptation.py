@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mocap.adapt.cycle import AdaptConfig, Adapter, Window, gate  # noqa: E402
+from mocap.adapt.cycle import AdaptConfig, Adapter, Window, gate, split_for_cycle  # noqa: E402
 from mocap.adapt.losses import AdaptWeights  # noqa: E402
 from mocap.adapt.rollback import RegressionMonitor, WeightHistory  # noqa: E402
 from mocap.losses import _project_bbox_units  # noqa: E402
@@ -104,7 +104,7 @@ def test_ring_buffer_keeps_recent_steps_and_cuts_windows_at_state_breaks() -> No
     state = {"h": np.zeros((1, 2), np.float32)}
 
     def step(seq: int, track: int, before: dict, after: dict) -> ModelStep:
-        return ModelStep(seq, track, 0.0, np.full(4, seq, np.float32), np.zeros(6, np.float32),
+        return ModelStep(seq, track, float(seq), np.full(4, seq, np.float32), np.zeros(6, np.float32),
                          np.full((21, 3), 0.5), np.ones(3), np.eye(3), before, after, 0.01, 0)
 
     states = [state] + [{"h": np.full((1, 2), i, np.float32)} for i in range(1, 9)]
@@ -122,6 +122,26 @@ def test_ring_buffer_keeps_recent_steps_and_cuts_windows_at_state_breaks() -> No
     for track in (2, 3):                                    # max_tracks 2: track 1 is evicted
         ring.append(step(10 + track, track, state, states[1]))
     assert sorted(ring.snapshot()) == [2, 3] and len(ring) == 2
+
+
+def test_the_gate_holds_back_the_longest_run_still_going_whoever_was_stepped_last() -> None:
+    """Two people in view: the loop appends the walker (id 1) after the athlete (id 0) every frame, but the
+    athlete's longer run is the one with enough frames for a held-back window; a run that ended long ago is not."""
+    ring = StepRing(capacity=200, max_tracks=4)
+
+    def chain(track: int, seqs: range, fps: float = 30.0) -> list[ModelStep]:
+        states = [{"h": np.full((1, 2), track * 1000 + i, np.float32)} for i in range(len(seqs) + 1)]
+        return [ModelStep(seq, track, seq / fps, np.full(4, seq, np.float32), np.zeros(6, np.float32),
+                          np.full((21, 3), 0.5), np.ones(3), np.eye(3), states[i], states[i + 1], 0.01, 0)
+                for i, seq in enumerate(seqs)]
+
+    old, athlete, walker = chain(7, range(0, 150)), chain(0, range(200, 320)), chain(1, range(280, 320))
+    for st in old + sorted(athlete + walker, key=lambda s: (s.seq, s.track)):
+        ring.append(st)
+    wins = windows(ring.snapshot())
+    assert sorted(len(w) for w in wins) == [40, 120, 150] and len(wins[-1]) == 120  # the athlete's, not the old 150
+    split = split_for_cycle(wins, AdaptConfig(holdout=60, min_train_frames=60))
+    assert split is not None and len(split[1]) == 60
 
 
 # ------------------------------------------------------------------------------------------------ gate

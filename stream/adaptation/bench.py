@@ -1,7 +1,7 @@
 """Reprojection error over time on a real video, background adaptation on vs off (issue 11's plot).
 
     python -m stream.adaptation.bench --source ../shared/data/video/sports2d_demo.mp4 --passes 3 --every 60 \
-        --json --plot docs/adaptation_sports2d.png
+        --refine --smooth --json --plot docs/adaptation_sports2d.png
 
 BlazePose runs once over the video; its keypoints are then replayed through the real live loop and engine (the
 same model path as run_live.py) `--passes` times, as a user who keeps being filmed, once without and once with
@@ -74,8 +74,11 @@ def detect_video(path: str) -> tuple[list[np.ndarray | None], tuple[int, int], f
 
 
 def replay(keypoints: list[np.ndarray | None], size: tuple[int, int], fps: float, passes: int, worker: Any,
-           every: int, engine: Any) -> list[dict[str, Any]]:
-    """Per processed frame: pass, frame index, reprojection error, generation."""
+           every: int, engine: Any, refine: bool = False, smooth: bool = False) -> list[dict[str, Any]]:
+    """Per processed frame: pass, frame index, reprojection error, generation. refine / smooth: the live
+    command's test-time refinement and output smoothing (both on in `run_live.py` by default)."""
+    from mocap.fitting import RefineConfig
+    from mocap.smoothing import SmoothingConfig
     from stream.camera_motion import make_camera_motion
     from stream.tracker import Tracker
 
@@ -86,7 +89,8 @@ def replay(keypoints: list[np.ndarray | None], size: tuple[int, int], fps: float
     rows: list[dict[str, Any]] = []
     for p in range(passes):
         loop = LiveLoop(KeypointReplay(keypoints, size, fps), None, Tracker(max_lost=14, fps=fps),
-                        make_camera_motion("static"), engine, Sink(), lost_reset_frames=15, clock="media")
+                        make_camera_motion("static"), engine, Sink(), lost_reset_frames=15, clock="media",
+                        refine=RefineConfig() if refine else None, smoothing=SmoothingConfig() if smooth else None)
 
         def on_frame(report: FrameReport, p: int = p) -> None:
             rows.append({"pass": p, "frame": report.seq, "reproj": report.reproj_err,
@@ -201,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--every", type=int, default=60, help="frames between adaptation cycles")
     p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "torch"))
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=False,
+                   help="test-time refinement after each step, as run_live.py does by default")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=False,
+                   help="output smoothing, as run_live.py does by default")
     p.add_argument("--plot", type=Path, default=None, help="write the PNG here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -229,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     import engines
     from stream.adaptation.setup import build_worker
 
-    report: dict[str, Any] = {"every": args.every, "passes": args.passes, "engine": args.engine, "videos": {}}
+    report: dict[str, Any] = {"every": args.every, "passes": args.passes, "engine": args.engine,
+                              "refine": args.refine, "smooth": args.smooth, "videos": {}}
     plots: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for video in args.source:
         if not Path(video).is_file():
@@ -242,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 engine = engines.load("default", prefer=[args.engine])
                 worker = build_worker(engine, "default", profile="bench", profile_dir=tmp) if label == "adapt" else None
                 t0 = time.perf_counter()
-                runs[label] = replay(keypoints, size, fps, args.passes, worker, args.every, engine)
+                runs[label] = replay(keypoints, size, fps, args.passes, worker, args.every, engine, args.refine,
+                                     args.smooth)
                 entry = {"median_reproj_per_pass": medians(runs[label]), "seconds": round(time.perf_counter() - t0, 1)}
                 if worker is not None:
                     entry["worker"] = worker.stats()

@@ -92,12 +92,18 @@ def to_window(run: list[BufferedStep]) -> Window:
     )
 
 
-def windows(snapshot: dict[int, list[BufferedStep]], min_len: int = 3) -> list[Window]:
-    """Every run of at least `min_len` steps as a Window; the newest run of the most recent track comes last."""
-    out: list[Window] = []
-    for steps in snapshot.values():
-        out += [to_window(r) for r in runs(steps) if len(r) >= min_len]
-    return out
+def windows(snapshot: dict[int, list[BufferedStep]], min_len: int = 3, current_s: float = 1.0) -> list[Window]:
+    """Every run of at least `min_len` steps as a Window. Last comes the longest of the runs still going (ended
+    within `current_s` of the newest step), since the gate holds back the last window's newest frames: with
+    several people in view, "the most recently appended" would be whoever the loop happened to step last."""
+    all_runs = [r for steps in snapshot.values() for r in runs(steps) if len(r) >= min_len]
+    if not all_runs:
+        return []
+    newest = max(r[-1].t_capture for r in all_runs)
+    current = [i for i, r in enumerate(all_runs) if r[-1].t_capture >= newest - current_s]
+    last = max(current, key=lambda i: (len(all_runs[i]), all_runs[i][-1].t_capture))
+    ordered = [r for i, r in enumerate(all_runs) if i != last] + [all_runs[last]]
+    return [to_window(r) for r in ordered]
 
 
 __all__ = ["BufferedStep", "StepRing", "continues", "runs", "to_window", "windows"]
