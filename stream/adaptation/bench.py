@@ -113,7 +113,8 @@ def medians(rows: list[dict[str, Any]]) -> list[float | None]:
     return out
 
 
-def plot(results: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -> None:
+def plot(results: dict[str, dict[str, list[dict[str, Any]]]], out: Path, path_note: str = "") -> None:
+    """One panel per video; path_note (e.g. "refinement + smoothing") goes into each title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +135,8 @@ def plot(results: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -> None
         starts = [i for i, r in enumerate(next(iter(runs.values()))) if i and r["pass"] != next(iter(runs.values()))[i - 1]["pass"]]
         for i in starts:
             ax.axvline(i, color="black", lw=0.8)
-        ax.set_title(f"{name}: reprojection error (running median of 15 frames); black = next pass, dotted = swap")
+        ax.set_title(f"{name}{path_note}: reprojection error (running median of 15 frames); "
+                     "black = next pass, dotted = swap")
         ax.set_xlabel("processed frame")
         ax.set_ylabel("% of keypoint box height")
         ax.legend()
@@ -262,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         report["videos"][Path(video).name]["frames"] = len(keypoints)
         plots[Path(video).name] = runs
     if args.plot is not None:
-        plot(plots, args.plot)
+        stages = [name for name, on in (("refinement", args.refine), ("smoothing", args.smooth)) if on]
+        plot(plots, args.plot, f" ({' + '.join(stages)})" if stages else "")
         report["plot"] = str(args.plot)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
