@@ -313,7 +313,9 @@ def human_summary(stats: dict[str, Any]) -> str:
 
 
 def _adapt_line(a: dict[str, Any]) -> str:
-    return (f"adaptation: {a['mode']}, generation g{a['generation']}: {a['cycles']} cycle(s), {a['accepted']} "
+    why = (f" (no cycle yet: one needs {a['frames_per_cycle']} frames of one person followed without a break)"
+           if not a["cycles"] and a.get("skipped") and a.get("frames_per_cycle") else "")
+    return (f"adaptation: {a['mode']}, generation g{a['generation']}: {a['cycles']} cycle(s){why}, {a['accepted']} "
             f"accepted, {a['rejected']} rejected, {a['rollbacks']} rollback(s), {a['errors']} error(s); "
             f"cycle {a['cycle_s_median']} s; profile {a['profile']}")
 

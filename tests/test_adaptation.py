@@ -347,3 +347,14 @@ def test_a_process_worker_runs_in_the_idle_class_and_a_thread_worker_only_niced(
     assert seen["niced"][1] == min(19, base + 5)
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is untouched
     assert RunnerSpec("default").idle_class
+
+
+def test_the_summary_says_why_no_cycle_ran() -> None:
+    """A short clip gives the worker nothing to adapt on: the end-of-run line says what a cycle needs."""
+    from stream.__main__ import _adapt_line
+
+    stats = {"mode": "process", "generation": 0, "cycles": 0, "accepted": 0, "rejected": 0, "rollbacks": 0,
+             "errors": 0, "skipped": 4, "cycle_s_median": None, "profile": "p", "frames_per_cycle": 120}
+    assert "needs 120 frames of one person" in _adapt_line(stats)
+    assert "needs" not in _adapt_line({**stats, "cycles": 2, "accepted": 1})
+    assert AdaptConfig().holdout + AdaptConfig().min_train_frames == 120

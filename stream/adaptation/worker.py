@@ -304,6 +304,7 @@ class AdaptationWorker:
         return {
             "mode": self.mode, "generation": self.generation, **self.counts,
             "buffered": len(self.ring),
+            "frames_per_cycle": self.config.holdout + self.config.min_train_frames,
             "cycle_s_median": round(statistics.median(self.cycle_s), 3) if self.cycle_s else None,
             "last_decision": None if self.last_decision is None else self.last_decision.get("reason"),
             "profile": None if self.profile is None else str(self.profile.weights_path),
