@@ -261,13 +261,25 @@ def test_sports2d_both_people_tracked_at_once_and_no_id_changes_person(sports2d_
     for tid, frames in tracks.items():
         owners = {_who(i, kp) for i, kp in frames.items()}
         assert len(owners) == 1, (tid, {i: _who(i, kp) for i, kp in frames.items()})
-    # each person keeps one id: the walker while in view, the athlete on the box and, re-identified after the
-    # ~34 frames the detector misses them in the backflip, after landing
+    # each person keeps one id: the walker while in view, the athlete on the box, through the backflip and after
+    # landing
     walker = {tid for tid, f in tracks.items() for i, kp in f.items() if _who(i, kp) == "walker"}
     athlete = {tid for tid, f in tracks.items() for i, kp in f.items() if _who(i, kp) == "athlete"}
     assert len(walker) == 1 and len(athlete) == 1 and walker != athlete, (walker, athlete)
     (a,) = athlete
     assert min(tracks[a]) < 20 and max(tracks[a]) > 215, sorted(tracks[a])  # before the flip and after landing
+
+
+@needs_runtime
+@pytest.mark.skipif(not VIDEO.is_file(), reason="needs ../shared/data/video/sports2d_demo.mp4")
+def test_sports2d_athlete_is_followed_through_the_backflip(sports2d_run) -> None:
+    # the crop lost at ~169 (cut at the last frame's angle while the body turns fast) is retried turned
+    # (`BlazePoseMultiDetector._rescue`), followed unpublished while upside down, published again once upright
+    # (~184, in the fall): without that the athlete was missing on frames 169-201 (8 of these 41 published)
+    (athlete,) = {tid for tid, f in sports2d_run["tracks"].items() for i, kp in f.items() if _who(i, kp) == "athlete"}
+    frames = sports2d_run["tracks"][athlete]
+    through = [i for i in range(165, 206) if i in frames]
+    assert len(through) >= 22 and all(i in frames for i in range(188, 206)), through
 
 
 @needs_runtime

@@ -8,7 +8,10 @@ previous frame, when there is no slot, or every `redetect_every` frames while fe
 followed (a newcomer must be found; 0 turns that off). After a loss it runs on each of the next
 `redetect_every` frames, or until as many people are followed as before the loss (searching on would only
 find the people already followed, or ghosts). A detection whose crop coincides with a followed person's is
-not a new person; two slots that converge onto one person (crossings) are merged into the older.
+not a new person; two slots that converge onto one person (crossings) are merged into the older. A followed
+person whose crop scores too low is first retried on the crop turned by a few fixed angles (`_rescue`: a
+backflip outturns a crop cut at the last frame's angle, and the person detector misses people upside down);
+one so rescued is followed but not published until upright again (`_held`).
 Numerics (anchors, decoding, crops, heatmap refinement): `stream/detector/blazepose_multi_ops.py`.
 
 Runtime: LiteRT (`ai-edge-litert`, XNNPACK on CPU). tflite2onnx 0.4.1 cannot convert either model (the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,7 @@ import numpy as np
 from stream.detector.base import Detection, Detector, bbox_of_visible, check_image
 from stream.detector.blazepose_multi_ops import (
     DETECTOR_INPUT, LANDMARK_INPUT, POSE_LANDMARKS, Landmarks, Letterbox, Roi, crop_affine, decode_detections,
-    decode_landmarks, letterbox, roi_from_points, ssd_anchor_centres,
+    decode_landmarks, letterbox, roi_from_points, ssd_anchor_centres, turned,
 )
 from stream.detector.mediapipe_pose import BLAZEPOSE_TO_KEYPOINTS
 from stream.detector.tflite_prune import prune_outputs
@@ -52,6 +56,10 @@ LANDMARK_MODEL = "modules/pose_landmark/pose_landmark_full.tflite"
 log = logging.getLogger(__name__)
 
 _HEATMAPS = (1, 64, 64, 39)
+#: Turns (degrees) at which a lost person's crop is retried before the person counts as lost (`_rescue`).
+RESCUE_TURNS: tuple[float, ...] = (30.0, 60.0, 90.0, -30.0, -60.0, 120.0)
+#: A rescued crop within this of vertical (radians) is upright again: its person is published again (`_held`).
+UPRIGHT = math.radians(30.0)
 #: Landmark-network outputs the detector never reads (segmentation mask, world landmarks): pruned at load.
 UNUSED_LANDMARK_OUTPUTS: tuple[tuple[int, ...], ...] = ((1, 256, 256, 1), (1, 117))
 _INSTALL_HINT = ('BlazePoseMultiDetector needs mediapipe (for its weights) and ai-edge-litert: '
@@ -147,6 +155,8 @@ class _Slot:
     points: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(0.05, 80.0, 1.0))
     aux: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(0.01, 10.0, 1.0))
     visibility: np.ndarray | None = None
+    spin: float = 0.0  # the crop's last change of rotation (radians per frame): which way a rescue turns first
+    rescued: bool = False  # kept by a turned retry and not yet upright again: followed but not published
 
 
 @dataclass
@@ -178,6 +188,8 @@ class BlazePoseMultiDetector(Detector):
         MediaPipe's own ImageToTensor does) and shrink the frame only on the frames the person detector runs.
         Why: the warp costs the same from any source size (~0.3 ms), while shrinking every frame to
         `input_width` costs 7-11 ms of CPU on 1768x994 / 1080x1920 video (BENCHMARKS.md, issue 13).
+    rescue_turns: degrees at which a lost crop is retried (signed the way it last turned; () = never);
+        rescue_min_age: frames a person must have been followed for that (a fresh detection may be a ghost).
     """
 
     name = "blazepose-multi-full"
@@ -186,7 +198,8 @@ class BlazePoseMultiDetector(Detector):
                  min_tracking_confidence: float = 0.5, redetect_every: int = 10, same_person: float = 0.25,
                  smooth: bool = True, heatmap_refine: bool = True, num_threads: int = 1, fps: float = 30.0,
                  detector_model: str | Path | None = None, landmark_model: str | Path | None = None,
-                 prune: bool = True, fast_resize: bool = False, full_res_crops: bool = True) -> None:
+                 prune: bool = True, fast_resize: bool = False, full_res_crops: bool = True,
+                 rescue_turns: tuple[float, ...] = RESCUE_TURNS, rescue_min_age: int = 5) -> None:
         if max_people < 1:
             raise ValueError(f"max_people must be >= 1, got {max_people}")
         if input_width is not None and input_width < 64:
@@ -199,6 +212,8 @@ class BlazePoseMultiDetector(Detector):
         self.redetect_every, self.same_person, self.smooth = int(redetect_every), float(same_person), smooth
         self.heatmap_refine, self.fps, self.fast_resize = heatmap_refine, float(fps), fast_resize
         self.full_res_crops = full_res_crops
+        self.rescue_turns = tuple(math.radians(float(a)) for a in rescue_turns)
+        self.rescue_min_age = int(rescue_min_age)
         self._det = TfliteModel(Path(detector_model or mediapipe_model(DETECTOR_MODEL)), num_threads)
         self._lm = TfliteModel(Path(landmark_model or mediapipe_model(LANDMARK_MODEL)), num_threads,
                                UNUSED_LANDMARK_OUTPUTS if prune else ())
@@ -273,6 +288,11 @@ class BlazePoseMultiDetector(Detector):
             assert crop_source is not None
             lm = self._landmarks(crop_source, slot.roi, crop_scale, bgr=self.full_res_crops)
             info["crops"] += 1
+            if lm.score < self.min_tracking_confidence and self._rescuable(slot, size):
+                lm, tries = self._rescue(crop_source, slot, crop_scale, lm)
+                slot.rescued = slot.rescued or lm.score >= self.min_tracking_confidence
+                info["crops"] += tries
+                info["rescue_crops"] = info.get("rescue_crops", 0) + tries
             if lm.score >= self.min_tracking_confidence:
                 found.append((slot, lm))
             elif slot.age > 0:  # an established person's crop was lost (a fresh detection that fails is not)
@@ -287,6 +307,8 @@ class BlazePoseMultiDetector(Detector):
                 lost = lost or slot.age > 0
                 continue
             kept.append(slot)
+            if self._held(slot):
+                continue
             detections.append(det)
         self._slots = kept
         if lost:  # look for them on the next frames (they may reappear anywhere), as BlazePose's tracking mode
@@ -371,6 +393,39 @@ class BlazePoseMultiDetector(Detector):
             lm = replace(lm, points=lm.points / scale)
         return lm
 
+    def _rescuable(self, slot: _Slot, size: tuple[int, int]) -> bool:
+        """Worth retrying: followed for `rescue_min_age` frames (not a fresh, maybe ghost, detection) and the crop's
+        centre well inside the frame (a person leaving the frame is lost, not turned: at the edge a turned crop
+        is mostly black border, and what scores there is not a pose)."""
+        margin = 0.25 * slot.roi.side
+        cx, cy = slot.roi.centre
+        return (bool(self.rescue_turns) and slot.age >= self.rescue_min_age
+                and margin <= cx <= size[0] - margin and margin <= cy <= size[1] - margin)
+
+    def _rescue(self, image: np.ndarray, slot: _Slot, scale: float, lm: Landmarks) -> tuple[Landmarks, int]:
+        """An established person's crop scored below `min_tracking_confidence`: retry it turned by each of
+        `rescue_turns` (first that scores enough wins) -> (landmarks, crops run).
+
+        Why: the crop's angle comes from the previous frame's landmarks, so a body turning fast (a flip) is cut
+        at a stale angle and the network gives up, while the person detector (trained on upright people) does
+        not find them either (BENCHMARKS.md, issue 13). Bounded: at most len(rescue_turns) extra crops, only
+        on a lost person's frame."""
+        way = -1.0 if slot.spin < 0 else 1.0  # positive turns go the way the crop was turning
+        for tries, turn in enumerate(self.rescue_turns, 1):
+            retry = self._landmarks(image, turned(slot.roi, way * turn), scale, bgr=self.full_res_crops)
+            if retry.score >= self.min_tracking_confidence:
+                return retry, tries
+        return lm, len(self.rescue_turns)
+
+    @staticmethod
+    def _held(slot: _Slot) -> bool:
+        """A rescued person not yet upright again (crop turned more than `UPRIGHT` from vertical) is followed
+        but not published: on sports2d the loop's reprojection error on the upside-down / sideways landmarks of
+        the flip was 15-96 % of the box (2-8 % once upright), and a garbage pose is worse than a gap."""
+        if slot.rescued and abs(slot.roi.rotation) <= UPRIGHT:
+            slot.rescued = False
+        return slot.rescued
+
     def _merge_duplicates(self, found: list[tuple[_Slot, Landmarks]], factor: float
                           ) -> list[tuple[_Slot, Landmarks]]:
         """Two slots on one person (their crops converged, or a detection of a followed person's part):
@@ -417,6 +472,8 @@ class BlazePoseMultiDetector(Detector):
         if roi is None or roi.side < 8 or not (-roi.side < roi.centre[0] < w + roi.side
                                                 and -roi.side < roi.centre[1] < h + roi.side):
             return None
+        if slot.age > 0:
+            slot.spin = turned(roi, -slot.roi.rotation).rotation
         slot.roi = roi
         slot.age += 1
         kp = np.empty((len(self._index), 3), np.float32)

@@ -160,6 +160,17 @@ class Roi:
         return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
 
 
+def turned(roi: Roi, angle: float) -> Roi:
+    """roi turned by `angle` radians about its centre (rotation kept in [-pi, pi)).
+
+    Why: a crop cut at the turned rotation shows the person turned by -angle, and `crop_to_image` of that ROI
+    maps the landmark network's points back to the same image pixels, so a retry at another angle needs no
+    other bookkeeping."""
+    rotation = roi.rotation + angle
+    rotation -= 2 * math.pi * math.floor((rotation + math.pi) / (2 * math.pi))
+    return Roi(roi.centre, roi.side, rotation)
+
+
 def roi_from_points(centre: np.ndarray, scale_point: np.ndarray, scale: float = ROI_SCALE) -> Roi | None:
     """The crop MediaPipe derives from two points (detector keypoints 0/1, or auxiliary landmarks 33/34):
     centred on `centre`, side 2 * scale * distance, rotated so that centre -> scale_point points up."""
@@ -260,4 +271,4 @@ def decode_landmarks(raw: np.ndarray, presence_score: float, heatmap_logits: np.
 
 __all__ = ["DETECTOR_INPUT", "LANDMARK_INPUT", "Landmarks", "Letterbox", "PersonBox", "Roi", "crop_affine",
            "crop_to_image", "decode_detections", "decode_landmarks", "letterbox", "refine_from_heatmap",
-           "roi_from_points", "sigmoid", "ssd_anchor_centres", "weighted_nms"]
+           "roi_from_points", "sigmoid", "ssd_anchor_centres", "turned", "weighted_nms"]
