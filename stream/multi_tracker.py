@@ -144,7 +144,9 @@ class MultiTracker:
     returns a part to the detector's labelling (0 = never). reid_seconds: how long (on the `t` clock) a dropped
     confirmed track stays dormant so that a newly confirmed track near it takes its id again (0 = never);
     its centre gate is max_center_dist + reid_speed box sizes per second gone, at most reid_max_dist;
-    reid_max_shape: gate on the box-normalised keypoint-shape distance (the size gate is max_size_ratio).
+    reid_max_shape: gate on the box-normalised keypoint-shape distance (the size gate is max_size_ratio); loose,
+    because a person's posture changes a lot while unseen (0.51 between the sports2d athlete mid-flip and landing;
+    two different people standing: ~0.10), so it rejects only a wholly different shape.
     conf_threshold / min_keypoints / bbox_scale and the One-Euro box filter (min_cutoff, beta, d_cutoff) are as
     in `stream.tracker.Tracker`; fps: clock when `update` gets no t.
     """
@@ -154,7 +156,7 @@ class MultiTracker:
                  w_size: float = 0.5, w_shape: float = 1.0, slot_bonus: float = 0.05, swap: bool = True,
                  swap_margin: float = 0.35, swap_min_px: float = 0.015, swap_window: int = 90,
                  reid_seconds: float = 2.0, reid_speed: float = 2.0, reid_max_dist: float = 3.0,
-                 reid_max_shape: float = 0.5, conf_threshold: float = CONF_THRESHOLD,
+                 reid_max_shape: float = 0.75, conf_threshold: float = CONF_THRESHOLD,
                  min_keypoints: int = 6, bbox_scale: float = 1.2, min_cutoff: float = 1.0, beta: float = 1.5,
                  d_cutoff: float = 1.0, fps: float = 30.0) -> None:
         if max_people < 1 or min_hits < 1 or max_lost < 0 or min_keypoints < 2 or fps <= 0:

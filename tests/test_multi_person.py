@@ -226,7 +226,8 @@ def sports2d_run() -> dict[str, Any]:
     from stream.multi_tracker import MultiTracker
 
     cap = cv2.VideoCapture(str(VIDEO))
-    detector, tracker = BlazePoseMultiDetector(max_people=4), MultiTracker(max_people=4)
+    # run_live.py's tracker: max_lost = --lost-reset-frames (15) - 1
+    detector, tracker = BlazePoseMultiDetector(max_people=4), MultiTracker(max_people=4, max_lost=14)
     tracks: dict[int, dict[int, np.ndarray]] = {}
     runs = 0
     for i in range(230):
