@@ -443,9 +443,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             if args.max_people > 1:
                 try:
-                    from stream.detector.blazepose_multi import BlazePoseMultiDetector
+                    from stream.detector.blazepose_multi import BlazePoseMultiDetector, loop_threads
 
-                    detector, multi = BlazePoseMultiDetector(args.max_people, input_width=640, fps=source.fps), True
+                    detector = BlazePoseMultiDetector(args.max_people, input_width=640, fps=source.fps,
+                                                      num_threads=loop_threads(bool(args.pipelined)))
+                    multi = True
                 except ImportError as exc:  # LiteRT missing: the single-person path still works
                     log.warning("multi-person detector unavailable (%s); following one person", exc)
             if detector is None:

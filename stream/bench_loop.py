@@ -116,11 +116,12 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
     source = ResizedSource(OpenCVSource(source_path, realtime=realtime), width)
     multi = max_people > 1 or pipelined
     if multi:
-        from stream.detector.blazepose_multi import BlazePoseMultiDetector
+        from stream.detector.blazepose_multi import BlazePoseMultiDetector, loop_threads
         from stream.pipeline_people import bench_batched_step
 
+        detector_options = {"num_threads": loop_threads(pipelined), **(detector_options or {})}  # as run_live.py
         detector: Any = BlazePoseMultiDetector(max_people, input_width=width or 640, fps=source.fps,
-                                               **(detector_options or {}))
+                                               **detector_options)
     else:
         detector = MediaPipePoseDetector(input_width=width or 640)
     refine_config = RefineConfig() if refine else None

@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,14 @@ def downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         if image.shape[1] == size[0] and image.shape[0] == size[1]:
             return image
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+def loop_threads(pipelined: bool) -> int:
+    """XNNPACK threads per network for a live loop: 2 when the detector runs on the loop's own thread and the
+    machine has a second core, which is otherwise idle while it waits for the detector (quiet 2-core machine:
+    detect p50 21.5 -> 14.4 ms on sports2d, 13.0 -> 8.6 on Pose2Sim; BENCHMARKS.md, issue 13); 1 when
+    pipelined, where the model + publish thread needs that core."""
+    return 1 if pipelined or (os.cpu_count() or 1) < 2 else 2
 
 
 def mediapipe_model(relative: str) -> Path:
