@@ -186,7 +186,7 @@ class BlazePoseMultiDetector(Detector):
     same_person: a detection (or a second slot) whose crop centre lies within this fraction of a followed
         crop's side, at a similar size, is the same person.
     smooth: MediaPipe's landmark / visibility filters; fps: clock for them when `detect` gets no `t`.
-    num_threads: XNNPACK threads per network (1 leaves the other core to the rest of the loop).
+    num_threads: XNNPACK threads per network (the live loops pass `loop_threads`: 2 on their own thread, 1 pipelined).
     fast_resize: shrink frames by a whole-factor area average plus a bilinear remainder (`downscale`, 1-2 ms
         of CPU) instead of one fractional-factor INTER_AREA resize (the single-person path's: 4-7 ms on the
         calling thread plus as much on OpenCV's). Off by default: it moves landmarks by ~0.5-1 px, and on
