@@ -112,8 +112,8 @@ def build_parser(prog: str = "run_live.py") -> argparse.ArgumentParser:
                         "3.1 -> 2.2 %% and 3.1 -> 2.1 %% on the shared videos (default: on, see BENCHMARKS.md)")
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="One-Euro smoothing of each person's published pose, cutoffs in hertz (opening with speed; "
-                        "~0.2 ms per person-frame): accel error -14 %% (standard) and -25 %% (shifted protocol) for "
-                        "+0.3-0.7 %% MPJPE, real-video joint jitter -13 to -18 %% (default: on, see BENCHMARKS.md)")
+                        "~0.2 ms per person-frame): less jitter for slightly more lag (default: on; figures in "
+                        "BENCHMARKS.md, 'Output smoothing')")
     p.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ",
                    help="the smoothing's cutoff at rest: lower is smoother and lags slow motion more (default: 4)")
     p.add_argument("--adapt", action="store_true",
