@@ -145,11 +145,12 @@ def plot(results: dict[str, dict[str, list[dict[str, Any]]]], out: Path, path_no
     fig.savefig(out, dpi=110)
 
 
-def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int = 300, rest: float = 0.0
-                  ) -> dict[str, Any]:
-    """Model-stage latency of the live engine stepping at FPS for SECONDS, with the adaptation worker cycling
-    back to back (mode "thread" / "process") or absent ("off"). The worker is first fed `warm_frames` real model
-    steps (the synthetic walker through the loop), so it has something to adapt on from the first second."""
+def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int = 300, rest: float = 0.0,
+                  interval_s: float = 0.05) -> dict[str, Any]:
+    """Model-stage latency of the live engine stepping at FPS for SECONDS, with the adaptation worker (mode
+    "thread" / "process") pausing `interval_s` between cycles (0.05: back to back, the worst case; run_live.py's
+    --adapt-interval default is 3 s), or absent ("off"). The worker is first fed `warm_frames` real model steps
+    (the synthetic walker through the loop), so it has something to adapt on from the first second."""
     import engines
     from stream.adaptation.setup import build_worker
     from stream.camera_motion import make_camera_motion
@@ -169,8 +170,8 @@ def paced_latency(mode: str, seconds: float, fps: float = 30.0, warm_frames: int
     worker = None
     with tempfile.TemporaryDirectory() as tmp:
         if mode != "off":
-            worker = build_worker(engine, "default", profile="latency", profile_dir=tmp, mode=mode, interval_s=0.05,
-                                  rest=rest)
+            worker = build_worker(engine, "default", profile="latency", profile_dir=tmp, mode=mode,
+                                  interval_s=interval_s, rest=rest)
             for st in steps:
                 worker.on_step(st)
             worker.start()
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--rest", type=float, default=0.0, help="worker sleep per second of optimizer step (duty cycle)")
+    p.add_argument("--interval", type=float, default=0.05,
+                   help="--latency: seconds between the worker's cycles (default 0.05: back to back; run_live's is 3)")
     p.add_argument("--passes", type=int, default=3)
     p.add_argument("--every", type=int, default=60, help="frames between adaptation cycles")
     p.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "torch"))
@@ -215,21 +218,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args.passes < 1 or args.every < 1:
-        print("error: --passes and --every must be >= 1", file=sys.stderr)
+    if args.passes < 1 or args.every < 1 or not args.interval > 0:
+        print("error: --passes and --every must be >= 1, --interval > 0", file=sys.stderr)
         return 2
     if args.latency:
         modes = [m.strip() for m in args.latency.split(",")]
         if any(m not in ("off", "thread", "process") for m in modes):
             print("error: --latency takes off, thread and/or process", file=sys.stderr)
             return 2
-        latency_runs = [paced_latency(m, args.seconds, rest=args.rest) for _ in range(args.reps) for m in modes]
+        latency_runs = [paced_latency(m, args.seconds, rest=args.rest, interval_s=args.interval)
+                        for _ in range(args.reps) for m in modes]
 
         def median_ms(key: str, mode: str) -> float:
             return round(float(np.median([r[key] for r in latency_runs if r["mode"] == mode])), 3)
 
         summary = {m: {"p99_ms_median": median_ms("p99_ms", m), "p50_ms_median": median_ms("p50_ms", m)} for m in modes}
-        out = {"seconds": args.seconds, "reps": args.reps, "rest": args.rest, "summary": summary,
+        out = {"seconds": args.seconds, "reps": args.reps, "rest": args.rest, "interval": args.interval,
+               "summary": summary,
                "runs": latency_runs}
         print(json.dumps(out) if args.json else json.dumps(out, indent=2))
         return 0
