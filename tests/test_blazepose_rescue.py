@@ -88,12 +88,14 @@ def test_rescue_is_bounded_turns_the_way_the_crop_turned_and_skips_fresh_or_leav
 
 @needs_runtime
 def test_a_rescued_person_is_held_back_until_upright_again() -> None:
-    from stream.detector.blazepose_multi import BlazePoseMultiDetector, _Slot
+    from stream.detector.blazepose_multi import MAX_HELD_S, BlazePoseMultiDetector, _Slot
 
     held = BlazePoseMultiDetector._held
-    slot = _Slot(0, Roi((320.0, 180.0), 100.0, math.radians(150.0)), age=10, rescued=True)
-    assert held(slot)  # upside down: followed, not published
+    slot = _Slot(0, Roi((320.0, 180.0), 100.0, math.radians(150.0)), age=10, rescued=True, rescued_t=5.0)
+    assert held(slot, 5.1)  # upside down: followed, not published
     slot.roi = Roi((320.0, 180.0), 100.0, math.radians(-20.0))
-    assert not held(slot) and not slot.rescued  # upright: published, and no longer held
+    assert not held(slot, 5.2) and not slot.rescued  # upright: published, and no longer held
     slot.roi = Roi((320.0, 180.0), 100.0, math.radians(150.0))
-    assert not held(slot)  # a person never rescued is published at any angle (as before)
+    assert not held(slot, 5.3)  # a person never rescued is published at any angle (as before)
+    down = _Slot(1, Roi((320.0, 180.0), 100.0, math.radians(90.0)), age=10, rescued=True, rescued_t=5.0)
+    assert held(down, 5.0 + MAX_HELD_S) and not held(down, 5.0 + MAX_HELD_S + 0.04)  # stays down: published again

@@ -61,6 +61,9 @@ _HEATMAPS = (1, 64, 64, 39)
 RESCUE_TURNS: tuple[float, ...] = (30.0, 60.0, 90.0, -30.0, -60.0, 120.0)
 #: A rescued crop within this of vertical (radians) is upright again: its person is published again (`_held`).
 UPRIGHT = math.radians(30.0)
+#: Longest a rescued person is held back (seconds): a flip is over by then (sports2d: 0.5 s); someone who stays
+#: down (lying after a fall) is published again rather than followed unseen.
+MAX_HELD_S = 1.0
 #: Landmark-network outputs the detector never reads (segmentation mask, world landmarks): pruned at load.
 UNUSED_LANDMARK_OUTPUTS: tuple[tuple[int, ...], ...] = ((1, 256, 256, 1), (1, 117))
 _INSTALL_HINT = ('BlazePoseMultiDetector needs mediapipe (for its weights) and ai-edge-litert: '
@@ -166,6 +169,7 @@ class _Slot:
     visibility: np.ndarray | None = None
     spin: float = 0.0  # the crop's last change of rotation (radians per frame): which way a rescue turns first
     rescued: bool = False  # kept by a turned retry and not yet upright again: followed but not published
+    rescued_t: float = 0.0  # when that rescue happened (seconds, the detector's clock)
 
 
 @dataclass
@@ -299,7 +303,8 @@ class BlazePoseMultiDetector(Detector):
             info["crops"] += 1
             if lm.score < self.min_tracking_confidence and self._rescuable(slot, size):
                 lm, tries = self._rescue(crop_source, slot, crop_scale, lm)
-                slot.rescued = slot.rescued or lm.score >= self.min_tracking_confidence
+                if not slot.rescued and lm.score >= self.min_tracking_confidence:
+                    slot.rescued, slot.rescued_t = True, t
                 info["crops"] += tries
                 info["rescue_crops"] = info.get("rescue_crops", 0) + tries
             if lm.score >= self.min_tracking_confidence:
@@ -316,7 +321,7 @@ class BlazePoseMultiDetector(Detector):
                 lost = lost or slot.age > 0
                 continue
             kept.append(slot)
-            if self._held(slot):
+            if self._held(slot, t):
                 continue
             detections.append(det)
         self._slots = kept
@@ -427,11 +432,12 @@ class BlazePoseMultiDetector(Detector):
         return lm, len(self.rescue_turns)
 
     @staticmethod
-    def _held(slot: _Slot) -> bool:
+    def _held(slot: _Slot, t: float) -> bool:
         """A rescued person not yet upright again (crop turned more than `UPRIGHT` from vertical) is followed
         but not published: on sports2d the loop's reprojection error on the upside-down / sideways landmarks of
-        the flip was 15-96 % of the box (2-8 % once upright), and a garbage pose is worse than a gap."""
-        if slot.rescued and abs(slot.roi.rotation) <= UPRIGHT:
+        the flip was 15-96 % of the box (2-8 % once upright), and a garbage pose is worse than a gap. At most
+        `MAX_HELD_S` after the rescue: a person who stays down is published again."""
+        if slot.rescued and (abs(slot.roi.rotation) <= UPRIGHT or t - slot.rescued_t > MAX_HELD_S):
             slot.rescued = False
         return slot.rescued
 
