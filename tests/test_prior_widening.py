@@ -95,6 +95,30 @@ def test_play_clip_covers_the_clip_at_the_requested_rate() -> None:
     assert clip.pose_rotmat.shape[1] == 179 and torch.allclose(clip.dt, torch.full_like(clip.dt, 1 / 60))
 
 
+def test_replay_between_cached_frames_keeps_the_true_acceleration() -> None:
+    """A 60-fps replay of 30-fps motion: exact on the cached frames, and its acceleration per 30-fps frame is the
+    motion's own at every frame (a straight line between frames would read 2a, 0, 2a, 0, ...)."""
+    bank = _walk_bank(91)
+    clip = play_clip(np.zeros((91, 24, 3)), bank.trans, np.zeros(10), np.random.default_rng(0), Timing((60.0,)))
+    z = clip.trans[0, :, 2].numpy().astype(np.float64)
+    assert np.allclose(z[::2], bank.trans[: len(z[::2]), 2], atol=1e-6)
+    sway = np.sin(3 * np.arange(91) / 30.0).astype(np.float32)         # lateral sway, 30-fps samples
+    trans = np.stack((sway, np.full(91, 0.92, np.float32), np.zeros(91, np.float32)), -1)
+    x = play_clip(np.zeros((91, 24, 3)), trans, np.zeros(10), np.random.default_rng(0), Timing((60.0,))).trans[0, :, 0]
+    accel = np.diff(x.numpy().astype(np.float64), 2) / 0.25               # per 30-fps frame^2
+    t = np.arange(1, len(x) - 1) / 60.0
+    true = -9 * np.sin(3 * t) / 900
+    assert np.abs(accel - true)[2:-2].max() < 0.05 * np.abs(true).max()
+    # and windows never borrow a neighbouring clip's frames for the spline
+    two = MotionBank({"pose_aa": np.zeros((40, 24, 3), np.float32),
+                      "trans": np.r_[np.zeros((20, 3)), np.full((20, 3), 100.0)].astype(np.float32),
+                      "betas": np.zeros((40, 10), np.float32), "clip_start": np.array([0, 20]),
+                      "clip_len": np.array([20, 20])})
+    win = two.sample(np.random.default_rng(1), 64, 8, timing=Timing((60.0,), speed=(1.0, 1.0)))
+    values = win.trans.numpy()
+    assert np.all((np.abs(values) < 1e-5) | (np.abs(values - 100.0) < 1e-3))
+
+
 def test_omega_is_per_second_at_any_frame_rate() -> None:
     angle = torch.linspace(0, 0.5, 11)
     rot = axis_rotation(angle, 1)[None]                          # 0.05 rad per frame about Y
