@@ -68,7 +68,7 @@ def _interpolate(quat: np.ndarray, trans: np.ndarray, t: np.ndarray, lo: np.ndar
     for k in (0, 2, 3):  # the four neighbours on q1's side of the double cover (q and -q are one rotation)
         ref = qs[1] if k != 3 else qs[2]
         qs[k] = np.where((ref * qs[k]).sum(-1, keepdims=True) < 0, -qs[k], qs[k])
-    q = _catmull_rom(*qs, a[..., None])
+    q = _catmull_rom(qs[0], qs[1], qs[2], qs[3], a[..., None])
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     pos = _catmull_rom(trans[i0], trans[i1], trans[i2], trans[i3], a)
     return quaternion_to_matrix(torch.from_numpy(q.astype(np.float32))), torch.from_numpy(pos.astype(np.float32))
