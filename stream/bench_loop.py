@@ -100,7 +100,7 @@ def _cpu_summary(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
 def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str, width: int, warmup: int,
               max_people: int = 1, pipelined: bool = False, realtime: bool = False, refine: bool = True,
               detector_options: dict[str, Any] | None = None, record: Path | None = None,
-              smooth: bool = True) -> dict[str, Any]:
+              smooth: bool = True, gc_between_frames: bool = True) -> dict[str, Any]:
     import engines
     from mocap.fitting import RefineConfig
     from mocap.smoothing import SmoothingConfig
@@ -148,11 +148,11 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
                     source, detector, MultiTracker(max_people=max_people, max_lost=14, fps=source.fps),
                     make_camera_motion("static"), engine, publisher, clock="media", pipelined=pipelined,
                     lossless=not realtime, skip_late=realtime and not pipelined, refine=refine_config, smoothing=smoothing,
-                    recorder=recorder)
+                    recorder=recorder, collect_between_frames=gc_between_frames)
             else:
                 loop = LiveLoop(source, detector, Tracker(max_lost=14, fps=source.fps), make_camera_motion("static"),
                                 engine, publisher, clock="media", skip_late=realtime, refine=refine_config, smoothing=smoothing,
-                                recorder=recorder)
+                                recorder=recorder, collect_between_frames=gc_between_frames)
             loop.on_frame = lambda r: reports.__setitem__(r.seq, r)
             cpu_start = time.process_time()
             stats = loop.run(frames)
@@ -206,6 +206,8 @@ def run_bench(source_path: Path, frames: int, checkpoint: str, engine_name: str,
         "detector_options": detector_options or {},
         "refine": refine,
         "smooth": smooth,
+        "gc_between_frames": gc_between_frames,
+        "gc_passes": dict(loop.garbage.passes) if loop.garbage is not None else None,
         "max_people": max_people,
         "pipelined": pipelined,
         "realtime": realtime,
@@ -258,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="test-time refinement of each step, as run_live.py (default on)")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                         help="One-Euro smoothing of the published poses, as run_live.py (default on)")
+    parser.add_argument("--gc-between-frames", action=argparse.BooleanOptionalAction, default=True,
+                        help="Python's garbage collector between frames, as run_live.py (default on; off = "
+                             "CPython's own timing, mid-frame)")
     parser.add_argument("--detector-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a BlazePoseMultiDetector keyword (multi-person path), e.g. num_threads=2; repeatable")
     parser.add_argument("--record", type=Path, default=None, metavar="FILE",
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     result = run_bench(Path(args.source), args.frames, args.checkpoint, args.engine, args.width, args.warmup,
                        args.max_people, args.pipelined, args.realtime, args.refine, options, args.record,
-                       smooth=args.smooth)
+                       smooth=args.smooth, gc_between_frames=args.gc_between_frames)
     if args.json:
         print(json.dumps(result))
     else:

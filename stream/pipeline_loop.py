@@ -331,19 +331,22 @@ class MultiPersonLoop(LiveLoop):
         capture.start()
         keypoints.start()
         try:
-            while not self._stop.is_set():
-                got, packet = packets.get(min(self.heartbeat_s, 0.05))
-                if got:
-                    assert packet is not None  # a slot hands out what was put: packets
-                    try:
-                        self._model_stage(packet)
-                    except Exception as exc:
-                        self._stage_error("model", exc)
-                        self._reset_state()
-                elif packets.closed_and_empty:
-                    break
-                elif time.monotonic() - (self._last_read or 0.0) > self.heartbeat_s:
-                    self._heartbeat()  # no frame is coming (a slow detector is not a stall: frames still arrive)
+            with self._garbage_between_frames() as garbage:  # collected by this thread, after each send
+                while not self._stop.is_set():
+                    got, packet = packets.get(min(self.heartbeat_s, 0.05))
+                    if got:
+                        assert packet is not None  # a slot hands out what was put: packets
+                        try:
+                            self._model_stage(packet)
+                        except Exception as exc:
+                            self._stage_error("model", exc)
+                            self._reset_state()
+                        if garbage is not None:
+                            garbage.collect()
+                    elif packets.closed_and_empty:
+                        break
+                    elif time.monotonic() - (self._last_read or 0.0) > self.heartbeat_s:
+                        self._heartbeat()  # no frame is coming (a slow detector is not a stall: frames still arrive)
         finally:
             self._stop.set()
             stuck = wait_all([capture, keypoints])

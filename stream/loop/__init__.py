@@ -16,11 +16,13 @@ stops reading. Each of these is logged, counted in ``stats()`` and turned into a
 - `messages`: engine outputs -> pose / status messages;
 - `sinks`: publisher, recording, VMC, preview behind one `Sink` interface;
 - `reports`: `FrameReport` (``on_frame``), the reprojection figure, `ModelStep` (``on_model_step``);
-- `stats`: counters, stage timings, reprojection errors -> ``stats()``.
+- `stats`: counters, stage timings, reprojection errors -> ``stats()``;
+- `garbage`: Python's cyclic garbage collector run between frames, never inside one.
 `stream.pipeline_loop.MultiPersonLoop` composes the same parts for everyone in view.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -33,6 +35,7 @@ from mocap.fitting.reprojection import reprojection_error  # re-exported: the lo
 from mocap.smoothing import SmoothingConfig
 from stream.camera_motion import CameraMotion
 from stream.detector.base import Detection, Detector
+from stream.loop.garbage import BetweenFrames
 from stream.loop.inputs import FrameGeometry, detections, network_input
 from stream.loop.memory import EngineLike, PersonMemory, ResetRule
 from stream.loop.messages import Messages
@@ -77,6 +80,9 @@ class LiveLoop:
         max_source_errors: consecutive source exceptions before giving up (None = retry forever).
         refine: test-time refinement of each step's body to the frame's keypoints (`mocap.fitting`, timed as the
             "refine" stage); None = publish the network's output as it is.
+        smoothing: One-Euro smoothing of the published pose (`mocap.smoothing`); None = off.
+        collect_between_frames: during ``run`` Python's cyclic garbage collector runs after each frame's send
+            instead of whenever allocations trigger it, mid-frame (`stream.loop.garbage`).
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class LiveLoop:
         stats_window: int = 18000,
         refine: RefineConfig | None = None,
         smoothing: SmoothingConfig | None = None,
+        collect_between_frames: bool = True,
     ) -> None:
         self.rule = ResetRule(lost_reset_frames)
         self.pacer = Pacer(source, clock, skip_late, heartbeat_s)
@@ -112,6 +119,8 @@ class LiveLoop:
         self.read_timeout, self.heartbeat_s, self.max_source_errors = read_timeout, heartbeat_s, max_source_errors
         self.refine = refine  # test-time refinement after each step (mocap/fitting); None = off
         self.smoothing = smoothing  # One-Euro smoothing of what is published (mocap/smoothing); None = off
+        #: Python's cyclic GC between frames, not inside them (`garbage.BetweenFrames`); None = CPython's own timing.
+        self.garbage: BetweenFrames | None = BetweenFrames() if collect_between_frames else None
         self.on_frame: Callable[[FrameReport], None] | None = None
         #: After each published pose (diagnostics time, after the send): the background adaptation's feed.
         #: Must return at once; its exceptions are counted as errors["adaptation"], never raised.
@@ -144,15 +153,22 @@ class LiveLoop:
         """
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
-        while not self._stop.is_set():
-            if max_frames is not None and self.frames_read >= max_frames:
-                self.stop_reason = "max_frames"
-                break
-            if not self.step():
-                break
+        with self._garbage_between_frames() as garbage:
+            while not self._stop.is_set():
+                if max_frames is not None and self.frames_read >= max_frames:
+                    self.stop_reason = "max_frames"
+                    break
+                if not self.step():
+                    break
+                if garbage is not None:
+                    garbage.collect()
         if self.stop_reason is None:
             self.stop_reason = "stopped"
         return self.stats()
+
+    def _garbage_between_frames(self) -> contextlib.AbstractContextManager[BetweenFrames | None]:
+        """The run's garbage collection: `BetweenFrames`, or a no-op when the loop was built without it."""
+        return self.garbage if self.garbage is not None else contextlib.nullcontext()
 
     @property
     def frames_read(self) -> int:
