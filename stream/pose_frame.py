@@ -22,7 +22,7 @@ REQUIRED_OUTPUTS: dict[str, tuple[int, ...]] = {
 
 
 def model_label(model_id: str, generation: int) -> str:
-    """The message's `model` field: model id + adaptation generation, e.g. ``livemocap-causal-v5-bandai-cmu@g2`` (docs/protocol.md)."""
+    """The message's `model` field: model id + adaptation generation, e.g. ``livemocap-causal-v6-bandai-cmu@g2`` (docs/protocol.md)."""
     return f"{model_id}@g{int(generation)}"
 
 
