@@ -295,8 +295,21 @@ def _human_summary(s: dict[str, Any]) -> str:
     )
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+#: Longest single wait of the CLI's loop: how soon a stop request (Ctrl-C, SIGTERM) is seen.
+_POLL_S = 0.1
+
+
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGINT / SIGTERM set ``stop`` (the loop finishes its message and prints the summary); a second one raises
+    KeyboardInterrupt. Why a flag and not an exception at once: an exception raised at an arbitrary bytecode can
+    land inside the message slots' lock handling and leave the reader thread waiting on a lock nobody holds.
+    -> the previous handlers, for restoring."""
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,23 +346,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyFileError as exc:
         parser.error(str(exc))
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop = threading.Event()
+    previous_handlers = _stop_on_signals(stop)
     stats = LatencyStats()
     encoder = msgspec.json.Encoder()
     out = sys.stdout
     timed_out = False
     try:
         with Subscriber(args.addr, args.topic.encode(), curve, latest=latest) as sub:
-            while args.count is None or len(stats.capture_ms) < args.count:
+            last_message = time.monotonic()
+            while not stop.is_set() and (args.count is None or len(stats.capture_ms) < args.count):
+                left = None if args.timeout is None else args.timeout - (time.monotonic() - last_message)
                 try:
-                    got = sub.recv(args.timeout)
+                    got = sub.recv(_POLL_S if left is None else max(0.0, min(_POLL_S, left)))
                 except ValueError as exc:
                     stats.decode_errors += 1
                     print(f"skipping undecodable message: {exc}", file=sys.stderr)
                     continue
                 if got is None:
-                    timed_out = True
-                    break
+                    if left is not None and left <= _POLL_S:
+                        timed_out = True
+                        break
+                    continue
+                last_message = time.monotonic()
                 stats.add(got)
                 if not args.quiet:
                     if args.json:
@@ -365,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:  # e.g. piped into `head`: the reader left, nothing more to say
         return 0
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     if timed_out and not stats.capture_ms:
         hint = "" if curve else " (if the publisher uses CURVE, pass --curve-server-key)"
         print(f"python -m stream.subscribe: no message within {args.timeout:g} s from {args.addr}{hint}",

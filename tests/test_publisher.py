@@ -263,3 +263,24 @@ def test_cli_human_output_stops_cleanly_on_signals_and_timeout(sig: int) -> None
     quiet = _cli("tcp://127.0.0.1:1", "--timeout", "0.3", "--json")  # nobody there
     out, _ = quiet.communicate(timeout=10)
     assert quiet.returncode == 1 and json.loads(out)["summary"]["messages"] == 0
+
+
+def test_cli_signals_ask_the_loop_to_stop_and_a_second_one_forces_it() -> None:
+    """The first Ctrl-C / SIGTERM only sets the loop's stop flag (no exception at an arbitrary bytecode, e.g.
+    inside the message slots' lock handling); a second one raises KeyboardInterrupt; handlers are given back."""
+    from stream.subscribe import _stop_on_signals
+
+    stop = threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    previous = _stop_on_signals(stop)
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler) and signal.getsignal(signal.SIGINT) is handler
+        handler(signal.SIGTERM, None)
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, None)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    assert signal.getsignal(signal.SIGTERM) is before
