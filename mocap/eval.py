@@ -36,11 +36,12 @@ from .data.detector_noise import LEGACY_NOISE, SHIFTED_NOISE
 from .data.motion_bank import Timing, play_clip
 from .data.synth import SynthConfig, SyntheticGenerator
 from .data.virtual_camera import LEGACY_CAMERAS, SHIFTED_CAMERAS
-from .fitting import RefineConfig, TrackState, refine_step
+from .fitting import RefineConfig, TrackState
 from .model.state import REFERENCE_FPS
 from .metrics import sequence_metrics, summarize
 from .model import CausalMocap, load_model
 from .model.checkpoint import DEFAULT_CHECKPOINT
+from .replay import frame_dt, replay_step, sample_intrinsics
 from .retarget import resample, retarget_bvh
 from .rotations import axis_angle_to_matrix
 from .smoothing import SmoothingConfig, smooth_sequence
@@ -123,23 +124,10 @@ def run_model_causally(model: CausalMocap, sample: dict[str, torch.Tensor],
     x = sample["x"][:, : model.config.input_dim]  # a model without the frame-interval column reads the first 66
     track, K = TrackState(), sample_intrinsics(sample)
     for t in range(x.shape[0]):
-        out, new_state = model.step(x[t : t + 1], sample["omega"][t : t + 1], state)
-        if refine is not None:
-            as_np = lambda d: {k: v.numpy() for k, v in d.items()}  # noqa: E731
-            dt = float(sample["dt"][t]) if "dt" in sample else None
-            res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine,
-                              dt=dt)
-            out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.outputs.items()}
-            new_state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.state.items()}
-        state = new_state
+        out, state = replay_step(model, x[t : t + 1], sample["omega"][t : t + 1], state, refine,
+                                 sample["kp2d"][t].numpy(), K, track, frame_dt(sample, t))
         outs.append(out)
     return {k: torch.cat([o[k] for o in outs]).numpy() for k in outs[0]}
-
-
-def sample_intrinsics(sample: dict[str, torch.Tensor]) -> np.ndarray:
-    """K (3, 3) of a synthetic clip's camera (its focal and principal point)."""
-    f, (px, py) = float(sample["focal"]), (float(v) for v in sample["principal"])
-    return np.array([[f, 0.0, px], [0.0, f, py], [0.0, 0.0, 1.0]])
 
 
 def evaluate_clip(model_kind: str, model: CausalMocap | None, sample: dict[str, torch.Tensor], body: BuiltinBody,

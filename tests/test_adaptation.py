@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mocap.adapt.cycle import AdaptConfig, Adapter, Window, gate, split_for_cycle  # noqa: E402
-from mocap.adapt.losses import AdaptWeights  # noqa: E402
+from mocap.adapt.losses import AdaptWeights, foot_slide_loss, frame_intervals, gate_metrics, smoothness_loss  # noqa: E402
 from mocap.adapt.rollback import RegressionMonitor, WeightHistory  # noqa: E402
 from mocap.losses import _project_bbox_units  # noqa: E402
 from mocap.model import CausalMocap, ModelConfig  # noqa: E402
@@ -193,6 +193,41 @@ def test_a_cycle_lowers_reprojection_on_its_own_data(tiny: CausalMocap) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ rollback
+def test_motion_terms_count_per_30_fps_frame_at_any_rate() -> None:
+    """The same jittery motion filmed at 30 and at 60 fps must cost the same per second of jitter: the 60-fps
+    per-frame second differences are a quarter of the 30-fps ones, and the terms undo that from x's interval."""
+    rng = np.random.default_rng(0)
+    t30 = np.arange(40) / 30.0
+    t60 = np.arange(80) / 60.0
+
+    def outputs(times: np.ndarray) -> dict[str, torch.Tensor]:
+        wobble = 0.02 * np.sin(2 * np.pi * 3.0 * times)                       # a 3-Hz shake of every joint
+        joints = torch.as_tensor(rng.normal(0, 0.2, (24, 3))[None] + wobble[:, None, None], dtype=torch.float32)
+        feet = torch.zeros(len(times), 24, 3)
+        feet[:, :, 0] = torch.as_tensor(0.3 * times, dtype=torch.float32)[:, None]  # sliding at 0.3 m/s
+        return {"joints_cam_rel": joints[None], "cam_trans": torch.zeros(1, len(times), 3),
+                "joints": feet[None], "contact": torch.ones(1, len(times), 4)}
+
+    def x_at(fps: float, n: int) -> torch.Tensor:
+        x = torch.zeros(1, n, 67)
+        x[..., 66] = 30.0 / fps - 1.0                                          # `frame_interval_feature`
+        return x
+
+    out30, out60 = outputs(t30), outputs(t60)
+    i30, i60 = frame_intervals(x_at(30, 40)), frame_intervals(x_at(60, 80))
+    assert i60 is not None and torch.allclose(i60, torch.full((1, 80), 0.5))
+    assert frame_intervals(torch.zeros(1, 5, 66)) is None                       # no interval feature: per frame
+    assert smoothness_loss(out60, i60).item() == pytest.approx(smoothness_loss(out30, i30).item(), rel=0.05)
+    assert smoothness_loss(out60).item() < 0.3 * smoothness_loss(out30).item()   # what it was: blind at 60 fps
+    assert foot_slide_loss(out60, interval=i60).item() == pytest.approx(0.3 / 30, rel=1e-3)
+    assert foot_slide_loss(out30, interval=i30).item() == pytest.approx(0.3 / 30, rel=1e-3)
+    # the gate reads the interval itself from x
+    kp = {"kp3d_cam": torch.zeros(1, 80, 21, 3) + torch.tensor([0.0, 0.0, 3.0]), **out60,
+          "pose_cam_rotmat": torch.eye(3).expand(1, 80, 24, 3, 3)}
+    assert gate_metrics(kp, x_at(60, 80), torch.ones(1, 80, 21))["accel"] == pytest.approx(
+        smoothness_loss(out60, i60).item(), rel=1e-6)
+
+
 def test_weight_history_and_regression_monitor() -> None:
     hist = WeightHistory({"w": torch.zeros(1)})
     assert hist.accept({"w": torch.ones(1)}).number == 1 and hist.accept({"w": torch.ones(1)}, number=7).number == 7

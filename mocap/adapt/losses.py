@@ -13,8 +13,9 @@ from typing import Mapping
 import torch
 
 from ..camera import CONF_THRESHOLD
-from ..losses import _project_bbox_units
+from ..losses import _project_bbox_units, second_difference
 from ..model.refiner import contact_weights
+from ..model.state import X_FRAME_INTERVAL
 from ..skeleton import NUM_KEYPOINTS, SMPL_PARENTS
 
 #: Ankle and toe-base joints stand for the 4 contact points (L heel, L toe, R heel, R toe), as in mocap.eval.
@@ -35,8 +36,8 @@ class AdaptWeights:
     reproj: float = 1.0         # robust 2D error, bbox half-size units
     reproj_sigma: float = 0.1   # Geman-McClure scale (bbox half-size units): residuals far above it count ~1
     bone: float = 1.0           # bone-length coefficient of variation over the window
-    smooth: float = 2.0         # joint acceleration, m/frame^2 (pelvis-relative, camera axes)
-    foot: float = 2.0           # world foot-point speed while predicted in contact, m/frame
+    smooth: float = 2.0         # joint acceleration, m per 30-fps frame^2 (pelvis-relative, camera axes)
+    foot: float = 2.0           # world foot-point speed while predicted in contact, m per 30-fps frame
     prior: float = 0.05         # squared rotation distance to the pretrained model's prediction
     limits: float = 1.0         # joint angles beyond JOINT_MAX_DEG, radians
     anchor: float = 1.0         # L2-SP: summed squared deviation of the adapted weights from the pretrained ones
@@ -82,24 +83,43 @@ def bone_consistency_loss(out: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return (lengths.std(dim=1) / lengths.mean(dim=1).clamp_min(1e-3)).mean()
 
 
-def acceleration(seq: torch.Tensor) -> torch.Tensor:
-    """seq (B, T, ..., 3) -> second differences (B, T-2, ...) as norms (per frame^2)."""
-    return (seq[:, 2:] - 2 * seq[:, 1:-1] + seq[:, :-2]).norm(dim=-1)
+def frame_intervals(x: torch.Tensor) -> torch.Tensor | None:
+    """x: (B, T, D) network input -> (B, T) each frame's time since the previous one in 30-fps frames (0.5 at
+    60 fps, 2 after a dropped 30-fps frame), read from the frame-interval feature; None for a model without it.
+
+    Why: per-frame differences shrink with the frame rate (a 60-fps jitter's second difference is a quarter of the
+    same jitter per 30-fps frame), so without this the smoothness and foot terms, and the gate's plausibility,
+    would barely see jitter at 60 fps. The same units as the training loss and `mocap.metrics.accel_error`."""
+    if x.shape[-1] < X_FRAME_INTERVAL.stop:
+        return None
+    return (x[..., X_FRAME_INTERVAL.start] + 1.0).clamp_min(1e-3)
 
 
-def smoothness_loss(out: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Mean joint acceleration (pelvis-relative, camera axes) plus the pelvis' camera-frame acceleration."""
+def acceleration(seq: torch.Tensor, interval: torch.Tensor | None = None) -> torch.Tensor:
+    """seq (B, T, ..., 3) -> second differences (B, T-2, ...) as norms, per 30-fps frame^2 given `interval`
+    (B, T) (`frame_intervals`), else per frame^2."""
+    return second_difference(seq, interval).norm(dim=-1)
+
+
+def smoothness_loss(out: Mapping[str, torch.Tensor], interval: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean joint acceleration (pelvis-relative, camera axes) plus the pelvis' camera-frame acceleration;
+    interval (B, T) as in `acceleration`."""
     if out["joints_cam_rel"].shape[1] < 3:
         return out["joints_cam_rel"].sum() * 0.0
-    return acceleration(out["joints_cam_rel"]).mean() + acceleration(out["cam_trans"][:, :, None]).mean()
+    return (acceleration(out["joints_cam_rel"], interval).mean()
+            + acceleration(out["cam_trans"][:, :, None], interval).mean())
 
 
-def foot_slide_loss(out: Mapping[str, torch.Tensor], threshold: float = 0.5) -> torch.Tensor:
-    """World speed of the foot points weighted by their predicted contact (the weights are not trained here)."""
+def foot_slide_loss(out: Mapping[str, torch.Tensor], threshold: float = 0.5,
+                    interval: torch.Tensor | None = None) -> torch.Tensor:
+    """World speed of the foot points weighted by their predicted contact (the weights are not trained here);
+    per 30-fps frame given `interval` (B, T), else per frame."""
     if out["joints"].shape[1] < 2:
         return out["joints"].sum() * 0.0
     feet = out["joints"][:, :, list(FOOT_JOINTS)]                          # (B, T, 4, 3)
     speed = (feet[:, 1:] - feet[:, :-1]).norm(dim=-1)                       # (B, T-1, 4)
+    if interval is not None:
+        speed = speed / interval[:, 1:, None]
     w = contact_weights(out["contact"][:, 1:].detach(), threshold)
     return (w * speed).sum() / w.sum().clamp_min(1.0)
 
@@ -129,11 +149,12 @@ def self_supervised_losses(out: Mapping[str, torch.Tensor], x: torch.Tensor, con
                            ref: Mapping[str, torch.Tensor], contact_threshold: float = 0.5,
                            sigma: float = 0.1) -> dict[str, torch.Tensor]:
     """Every data term (the anchor is added by the optimizer, which knows the parameters)."""
+    interval = frame_intervals(x)
     return {
         "reproj": reprojection_loss(out, x, conf, sigma),
         "bone": bone_consistency_loss(out),
-        "smooth": smoothness_loss(out),
-        "foot": foot_slide_loss(out, contact_threshold),
+        "smooth": smoothness_loss(out, interval),
+        "foot": foot_slide_loss(out, contact_threshold, interval),
         "prior": prior_loss(out, ref),
         "limits": joint_limit_loss(out),
     }
@@ -148,21 +169,23 @@ def gate_metrics(out: Mapping[str, torch.Tensor], x: torch.Tensor, conf: torch.T
                  contact_threshold: float = 0.5) -> dict[str, float]:
     """What the gate compares on a held-back window: `reproj` (confidence-weighted mean 2D error, bbox half-size
     units, each keypoint capped at 0.5 so a detector outlier cannot decide) and `plausibility` (lower is better:
-    bone-length variation + joint acceleration + foot sliding + joint-limit excess, in their natural units)."""
+    bone-length variation + joint acceleration + foot sliding + joint-limit excess, in their natural units; motion
+    per 30-fps frame, as `frame_intervals` says why)."""
     _, w = keypoint_targets(x, conf)
+    interval = frame_intervals(x)
     r = reprojection_residual(out, x).clamp_max(0.5)
     reproj = float((w * r).sum() / w.sum().clamp_min(1.0))
     parts = {
         "bone": float(bone_consistency_loss(out)),
-        "accel": float(smoothness_loss(out)),
-        "foot": float(foot_slide_loss(out, contact_threshold)),
+        "accel": float(smoothness_loss(out, interval)),
+        "foot": float(foot_slide_loss(out, contact_threshold, interval)),
         "limits": float(joint_limit_loss(out)),
     }
     return {"reproj": reproj, "plausibility": sum(parts.values()), **parts}
 
 
 __all__ = [
-    "AdaptWeights", "FOOT_JOINTS", "JOINT_MAX_DEG", "acceleration", "anchor_loss", "bone_consistency_loss",
+    "AdaptWeights", "FOOT_JOINTS", "JOINT_MAX_DEG", "acceleration", "frame_intervals", "anchor_loss", "bone_consistency_loss",
     "bone_lengths", "foot_slide_loss", "gate_metrics", "joint_limit_loss", "keypoint_targets", "prior_loss",
     "reprojection_loss", "reprojection_residual", "self_supervised_losses", "smoothness_loss", "weighted_total",
 ]

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fitting import RefineConfig, TrackState, refine_step
+from ..fitting import RefineConfig, TrackState
 from ..model import CausalMocap
+from ..replay import frame_dt, replay_step, sample_intrinsics
 from .cycle import AdaptConfig, Adapter, Window, apply_weights, split_for_cycle
 from .losses import keypoint_targets, reprojection_residual
 from .rollback import RegressionMonitor, WeightHistory
@@ -56,9 +57,7 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
     n = x_all.shape[0]
     state = live.initial_state(1)
     track = TrackState()
-    K = None if refine is None else np.array([[float(sample["focal"]), 0.0, float(sample["principal"][0])],
-                                              [0.0, float(sample["focal"]), float(sample["principal"][1])],
-                                              [0.0, 0.0, 1.0]])
+    K = None if refine is None else sample_intrinsics(sample)
     frames: list[dict[str, np.ndarray]] = []
     outs: list[dict[str, torch.Tensor]] = []
     log: dict[str, Any] = {"cycles": 0, "accepted": 0, "rollbacks": 0, "adapt_s": 0.0, "generation": np.zeros(n, np.int32),
@@ -67,14 +66,7 @@ def run_adaptive(model: CausalMocap, sample: dict[str, torch.Tensor], adapter: A
         x, omega = x_all[t:t + 1], omega_all[t:t + 1]
         frames.append({"x": x[0].numpy(), "omega": omega[0].numpy(), "conf": conf_all[t].numpy(),
                        **{f"state:{k}": v[0].numpy().copy() for k, v in state.items()}})
-        with torch.no_grad():
-            out, new_state = live.step(x, omega, state)
-        if refine is not None and K is not None:  # K exists exactly when refining
-            as_np = lambda d: {k: v.numpy() for k, v in d.items()}  # noqa: E731
-            res = refine_step(as_np(out), as_np(state), as_np(new_state), sample["kp2d"][t].numpy(), K, track, refine)
-            out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.outputs.items()}
-            new_state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.state.items()}
-        state = new_state
+        out, state = replay_step(live, x, omega, state, refine, sample["kp2d"][t].numpy(), K, track, frame_dt(sample, t))
         outs.append(out)
         log["generation"][t] = history.current.number
         monitor.record(frame_reprojection({"kp3d_cam": out["kp3d_cam"][:, None]}, x[:, None], conf_all[t:t + 1, None]))
